@@ -1,0 +1,205 @@
+// Package app wires one devicehub process together: store → hub → broker → HTTP server, in
+// that order, and takes them down in reverse. `devicehub serve`, the simulator's --embedded
+// mode and the end-to-end tests all start the hub through it.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/devicehub/devicehub/api"
+	"github.com/devicehub/devicehub/broker"
+	"github.com/devicehub/devicehub/config"
+	"github.com/devicehub/devicehub/metrics"
+	"github.com/devicehub/devicehub/store/sqlite"
+)
+
+// App is one running hub.
+type App struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	db      *sqlite.DB
+	state   *sqlite.BrokerState
+	broker  *broker.Broker
+	httpLn  net.Listener
+	httpSrv *http.Server
+	ready   atomic.Bool
+	served  chan error
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New opens the store and every listener. A listener that cannot be opened fails here with a
+// *config.Error naming its key.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a = &App{cfg: cfg, log: log, metrics: metrics.New(), served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			a.closeAll()
+		}
+	}()
+
+	var tlsCfg *tls.Config
+	if cfg.TLS.Enabled() {
+		if tlsCfg, err = cfg.TLS.Load(); err != nil {
+			return nil, &config.Error{Key: "tls.cert_file", Value: cfg.TLS.CertFile, Reason: "cannot load the certificate and key", Err: err}
+		}
+	}
+
+	a.db, err = sqlite.Open(ctx, cfg.Store.Path, sqlite.Options{
+		Synchronous: cfg.Store.Synchronous, BusyTimeout: cfg.Store.BusyTimeout, Logger: log.With("component", "store"),
+	})
+	if err != nil {
+		return nil, &config.Error{Key: "store.path", Value: cfg.Store.Path, Reason: "cannot open the database", Err: err}
+	}
+	a.db.SetObserver(a.metrics.ObserveStore)
+	a.state = a.db.BrokerState()
+
+	a.broker, err = broker.New(broker.Options{
+		TCPAddr:              cfg.Broker.TCPAddr,
+		WSAddr:               cfg.Broker.WSAddr,
+		TLS:                  tlsCfg,
+		AllowAnonymous:       cfg.Broker.AllowAnonymous,
+		MaxPacketSize:        cfg.Broker.MaxPacketSize,
+		MaxConnectPacketSize: cfg.Broker.MaxConnectPacketSize,
+		State:                stateAdapter{a.state},
+		Metrics:              a.metrics,
+		Logger:               log.With("component", "broker"),
+	})
+	if err != nil {
+		var ae *broker.AddrError
+		if errors.As(err, &ae) {
+			key := "broker.tcp_addr"
+			if ae.Listener == "ws" {
+				key = "broker.ws_addr"
+			}
+			return nil, &config.Error{Key: key, Value: ae.Addr, Reason: "cannot listen", Err: ae.Err}
+		}
+		return nil, err
+	}
+
+	a.httpLn, err = net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return nil, &config.Error{Key: "http.addr", Value: cfg.HTTP.Addr, Reason: "cannot listen", Err: err}
+	}
+	if tlsCfg != nil {
+		a.httpLn = tls.NewListener(a.httpLn, tlsCfg)
+	}
+	handler := api.New(api.Options{Metrics: a.metrics, Ready: a.Ready, Logger: log.With("component", "http")})
+	a.httpSrv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return a, nil
+}
+
+// Start restores the broker's sessions and starts serving.
+func (a *App) Start() error {
+	if err := a.broker.Start(); err != nil {
+		return err
+	}
+	go func() {
+		err := a.httpSrv.Serve(a.httpLn)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		a.served <- err
+	}()
+	a.ready.Store(true)
+	a.log.Info("devicehub started", "mqtt", a.broker.TCPAddr(), "ws", a.broker.WSAddr(), "http", a.HTTPAddr(), "store", a.db.Path())
+	return nil
+}
+
+// Ready reports whether the hub serves: the store answers and the broker listens.
+func (a *App) Ready(ctx context.Context) error {
+	if !a.ready.Load() {
+		return errors.New("starting")
+	}
+	if err := a.db.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Served is closed-over by Run: an HTTP server failure after start.
+func (a *App) Served() <-chan error { return a.served }
+
+// MQTTAddr, WSAddr and HTTPAddr are the bound addresses (useful when configured with port 0).
+func (a *App) MQTTAddr() string { return a.broker.TCPAddr() }
+func (a *App) WSAddr() string   { return a.broker.WSAddr() }
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// DB is the open store (for tests and admin commands in the same process).
+func (a *App) DB() *sqlite.DB { return a.db }
+
+// Metrics is the process's collectors.
+func (a *App) Metrics() *metrics.Metrics { return a.metrics }
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends, disconnects MQTT
+// clients and closes the store cleanly (WAL checkpointed).
+func (a *App) Shutdown(ctx context.Context) error {
+	a.shutdownOnce.Do(func() { a.shutdownErr = a.shutdown(ctx) })
+	return a.shutdownErr
+}
+
+func (a *App) shutdown(ctx context.Context) error {
+	a.ready.Store(false)
+	var errs []error
+	if a.httpSrv != nil {
+		if err := a.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	errs = append(errs, a.closeAll())
+	a.log.Info("devicehub stopped")
+	return errors.Join(errs...)
+}
+
+func (a *App) closeAll() error {
+	var errs []error
+	if a.broker != nil {
+		errs = append(errs, a.broker.Close())
+	}
+	if a.httpLn != nil {
+		_ = a.httpLn.Close() // already closed by Shutdown when the server ran
+	}
+	if a.state != nil {
+		a.state.Close()
+	}
+	if a.db != nil {
+		errs = append(errs, a.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// stateAdapter lets the broker persist into the store without either importing the other.
+type stateAdapter struct{ s *sqlite.BrokerState }
+
+func (s stateAdapter) Apply(ctx context.Context, ops ...broker.StateOp) error {
+	conv := make([]sqlite.BrokerStateOp, len(ops))
+	for i, op := range ops {
+		conv[i] = sqlite.BrokerStateOp(op)
+	}
+	return s.s.Apply(ctx, conv...)
+}
+
+func (s stateAdapter) List(ctx context.Context, kind string) ([][]byte, error) {
+	return s.s.List(ctx, kind)
+}

@@ -1,0 +1,203 @@
+// Package broker embeds the MQTT broker (github.com/mochi-mqtt/server/v2) in devicehub: our own
+// listeners (TCP, WebSocket, TLS) with a frame guard in front of mochi's decoder, the storage
+// hook that keeps sessions in our SQLite database, and the hook that authenticates devices and
+// enforces who may publish and subscribe where by asking the hub. mochi types stay in here.
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/devicehub/devicehub/metrics"
+)
+
+// Options configures the embedded broker.
+type Options struct {
+	TCPAddr        string // empty: no TCP listener
+	WSAddr         string // empty: no WebSocket listener
+	TLS            *tls.Config
+	AllowAnonymous bool
+	// MaxPacketSize bounds every packet; MaxConnectPacketSize the first (CONNECT).
+	MaxPacketSize        int
+	MaxConnectPacketSize int
+	State                StateStore
+	Metrics              *metrics.Metrics
+	Logger               *slog.Logger
+}
+
+// AddrError names the listener that could not be opened.
+type AddrError struct {
+	Listener string // "tcp" or "ws"
+	Addr     string
+	Err      error
+}
+
+func (e *AddrError) Error() string {
+	return fmt.Sprintf("mqtt %s listener %s: %v", e.Listener, e.Addr, e.Err)
+}
+func (e *AddrError) Unwrap() error { return e.Err }
+
+// Broker is the running embedded broker.
+type Broker struct {
+	srv     *mqtt.Server
+	log     *slog.Logger
+	tcpAddr string
+	wsAddr  string
+	opened  []net.Listener
+}
+
+// New builds the broker and opens its listeners (so a port in use fails here, by name).
+func New(opts Options) (*Broker, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	if opts.MaxPacketSize == 0 {
+		opts.MaxPacketSize = 256 * 1024
+	}
+	if opts.MaxConnectPacketSize == 0 {
+		opts.MaxConnectPacketSize = 4096
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
+	// A device keeps its session for at most 30 days offline; mochi's default is forever.
+	caps.MaximumSessionExpiryInterval = 30 * 24 * 3600
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities:           caps,
+		InlineClient:           true,
+		Logger:                 log.With("component", "mqtt"),
+		SysTopicResendInterval: 0,
+	})
+	b := &Broker{srv: srv, log: log}
+
+	if opts.AllowAnonymous {
+		log.Warn("!!! broker.allow_anonymous is true: ANY MQTT client may connect without credentials. Local experiments only !!!")
+	}
+	if err := srv.AddHook(&authHook{allowAnonymous: opts.AllowAnonymous, metrics: opts.Metrics}, nil); err != nil {
+		return nil, fmt.Errorf("add auth hook: %w", err)
+	}
+	opts.Metrics.RegisterBroker(brokerStats{srv})
+	if opts.State != nil {
+		if err := srv.AddHook(&storageHook{store: opts.State, timeout: 10 * time.Second}, nil); err != nil {
+			return nil, fmt.Errorf("add storage hook: %w", err)
+		}
+	}
+
+	guard := newGuard(opts.MaxConnectPacketSize, opts.MaxPacketSize, func(reason string) {
+		opts.Metrics.FramesRejected.WithLabelValues(reason).Inc()
+	})
+	if opts.TCPAddr != "" {
+		ln, err := listen(opts.TCPAddr, opts.TLS)
+		if err != nil {
+			b.closeOpened()
+			return nil, &AddrError{Listener: "tcp", Addr: opts.TCPAddr, Err: err}
+		}
+		b.opened = append(b.opened, ln)
+		b.tcpAddr = ln.Addr().String()
+		proto := "tcp"
+		if opts.TLS != nil {
+			proto = "tls"
+		}
+		if err := srv.AddListener(&listener{id: "tcp", proto: proto, ln: ln, guard: guard}); err != nil {
+			b.closeOpened()
+			return nil, err
+		}
+	}
+	if opts.WSAddr != "" {
+		ln, err := listen(opts.WSAddr, opts.TLS)
+		if err != nil {
+			b.closeOpened()
+			return nil, &AddrError{Listener: "ws", Addr: opts.WSAddr, Err: err}
+		}
+		b.opened = append(b.opened, ln)
+		b.wsAddr = ln.Addr().String()
+		if err := srv.AddListener(newWSListener("ws", ln, guard)); err != nil {
+			b.closeOpened()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (b *Broker) closeOpened() {
+	for _, ln := range b.opened {
+		_ = ln.Close()
+	}
+}
+
+// Start restores persisted sessions and starts serving every listener.
+func (b *Broker) Start() error {
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("start broker: %w", err)
+	}
+	return nil
+}
+
+// TCPAddr is the address the TCP listener is bound to ("" when off).
+func (b *Broker) TCPAddr() string { return b.tcpAddr }
+
+// WSAddr is the address the WebSocket listener is bound to ("" when off).
+func (b *Broker) WSAddr() string { return b.wsAddr }
+
+// Publish sends a message from the hub itself (it bypasses the ACL, which is for clients).
+func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	return b.srv.Publish(topic, payload, retain, qos)
+}
+
+// Close disconnects every client and stops the listeners. Session state was written as it
+// changed, so nothing is left to flush.
+func (b *Broker) Close() error {
+	err := b.srv.Close()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// authHook authenticates clients and checks every publish and subscription. Until devices
+// have credentials it only knows deny-by-default and, for local experiments, allow-anonymous.
+type authHook struct {
+	mqtt.HookBase
+	allowAnonymous bool
+	metrics        *metrics.Metrics
+}
+
+func (h *authHook) ID() string { return "devicehub-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	if h.allowAnonymous {
+		return true
+	}
+	h.metrics.AuthFailures.WithLabelValues("mqtt", "no_credentials_accepted").Inc()
+	return false
+}
+
+func (h *authHook) OnACLCheck(_ *mqtt.Client, _ string, _ bool) bool { return h.allowAnonymous }
+
+// brokerStats reads mochi's own counters for /metrics.
+type brokerStats struct{ srv *mqtt.Server }
+
+func (s brokerStats) ClientsConnected() float64 {
+	return float64(atomic.LoadInt64(&s.srv.Info.ClientsConnected))
+}
+func (s brokerStats) MessagesIn() float64 {
+	return float64(atomic.LoadInt64(&s.srv.Info.MessagesReceived))
+}
+func (s brokerStats) MessagesOut() float64 {
+	return float64(atomic.LoadInt64(&s.srv.Info.MessagesSent))
+}

@@ -1,0 +1,181 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// listener serves MQTT over a net.Listener we opened ourselves, so that the OS-chosen port
+// (":0" in tests) is known before Serve, TLS is ours to configure, and every connection passes
+// through the frame guard before mochi's decoder sees a byte.
+type listener struct {
+	id    string
+	proto string
+	ln    net.Listener
+	guard func(net.Conn) net.Conn
+	end   atomic.Bool
+	log   *slog.Logger
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+func (l *listener) ID() string                  { return l.id }
+func (l *listener) Address() string             { return l.ln.Addr().String() }
+func (l *listener) Protocol() string            { return l.proto }
+func (l *listener) Init(log *slog.Logger) error { l.log = log; return nil }
+
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if !l.end.Load() && !errors.Is(err, net.ErrClosed) {
+				l.log.Warn("mqtt listener stopped accepting", "listener", l.id, "error", err)
+			}
+			return
+		}
+		if l.end.Load() {
+			conn.Close()
+			return
+		}
+		go func() {
+			if err := establish(l.id, l.guard(conn)); err != nil && !errors.Is(err, io.EOF) {
+				l.log.Debug("mqtt connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
+			}
+		}()
+	}
+}
+
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	if l.end.CompareAndSwap(false, true) {
+		closeClients(l.id)
+	}
+	_ = l.ln.Close()
+}
+
+// wsListener serves MQTT over WebSocket at /mqtt (subprotocol "mqtt").
+type wsListener struct {
+	id        string
+	ln        net.Listener
+	srv       *http.Server
+	guard     func(net.Conn) net.Conn
+	upgrader  websocket.Upgrader
+	end       atomic.Bool
+	log       *slog.Logger
+	establish listeners.EstablishFn
+}
+
+var _ listeners.Listener = (*wsListener)(nil)
+
+func newWSListener(id string, ln net.Listener, guard func(net.Conn) net.Conn) *wsListener {
+	l := &wsListener{
+		id: id, ln: ln, guard: guard,
+		upgrader: websocket.Upgrader{
+			Subprotocols: []string{"mqtt"},
+			// Devices are not browsers; the web portal uses the HTTP API, not this endpoint.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/mqtt", l.handle)
+	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return l
+}
+
+func (l *wsListener) ID() string                  { return l.id }
+func (l *wsListener) Address() string             { return l.ln.Addr().String() }
+func (l *wsListener) Protocol() string            { return "ws" }
+func (l *wsListener) Init(log *slog.Logger) error { l.log = log; return nil }
+
+func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
+	c, err := l.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	conn := &wsConn{Conn: c.NetConn(), c: c}
+	if err := l.establish(l.id, l.guard(conn)); err != nil && !errors.Is(err, io.EOF) {
+		l.log.Debug("mqtt websocket connection ended", "remote", r.RemoteAddr, "error", err)
+	}
+}
+
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.establish = establish
+	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !l.end.Load() {
+		l.log.Warn("mqtt websocket listener stopped", "error", err)
+	}
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	if l.end.CompareAndSwap(false, true) {
+		closeClients(l.id)
+	}
+	_ = l.srv.Close()
+}
+
+// wsConn turns a WebSocket's binary messages into the byte stream mochi reads.
+type wsConn struct {
+	net.Conn
+	c  *websocket.Conn
+	r  io.Reader
+	mu sync.Mutex
+}
+
+func (ws *wsConn) Read(p []byte) (int, error) {
+	for {
+		if ws.r == nil {
+			op, r, err := ws.c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if op != websocket.BinaryMessage {
+				return 0, fmt.Errorf("websocket: %w", errNotBinary)
+			}
+			ws.r = r
+		}
+		n, err := ws.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			ws.r = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+var errNotBinary = errors.New("MQTT over WebSocket needs binary messages")
+
+func (ws *wsConn) Write(p []byte) (int, error) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if err := ws.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (ws *wsConn) Close() error { return ws.c.Close() }
+
+// listen opens a TCP listener, with TLS when tlsCfg is set.
+func listen(addr string, tlsCfg *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	return ln, nil
+}

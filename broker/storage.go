@@ -1,0 +1,253 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// StateStore persists the broker's session state. The SQLite store implements it; writes are
+// durable when Apply returns.
+type StateStore interface {
+	Apply(ctx context.Context, ops ...StateOp) error
+	List(ctx context.Context, kind string) ([][]byte, error)
+}
+
+// StateOp is one put (Value non-nil) or delete (Value nil; Prefix deletes every key that
+// starts with Key).
+type StateOp struct {
+	Key    string
+	Kind   string
+	Value  []byte
+	Prefix bool
+}
+
+// storageHook keeps persistent sessions, subscriptions, QoS 1/2 in-flight messages and
+// retained messages in our database, the way mochi's bolt/badger hooks keep them in theirs.
+// Every write waits for its commit (group-committed across clients by the store), so a
+// message is in the database before the publisher's PUBACK leaves.
+type storageHook struct {
+	mqtt.HookBase
+	store   StateStore
+	timeout time.Duration
+}
+
+func (h *storageHook) ID() string { return "devicehub-storage" }
+
+func (h *storageHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect,
+		mqtt.OnSubscribed,
+		mqtt.OnUnsubscribed,
+		mqtt.OnRetainMessage,
+		mqtt.OnWillSent,
+		mqtt.OnQosPublish,
+		mqtt.OnQosComplete,
+		mqtt.OnQosDropped,
+		mqtt.OnClientExpired,
+		mqtt.OnRetainedExpired,
+		mqtt.StoredClients,
+		mqtt.StoredInflightMessages,
+		mqtt.StoredRetainedMessages,
+		mqtt.StoredSubscriptions,
+	}, []byte{b})
+}
+
+func clientKey(id string) string      { return storage.ClientKey + "_" + id }
+func subKey(id, filter string) string { return storage.SubscriptionKey + "_" + id + ":" + filter }
+func retainedKey(topic string) string { return storage.RetainedKey + "_" + topic }
+func inflightKey(id string, pid uint16) string {
+	return storage.InflightKey + "_" + id + ":" + strconv.Itoa(int(pid))
+}
+
+func (h *storageHook) apply(ops ...StateOp) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+	defer cancel()
+	if err := h.store.Apply(ctx, ops...); err != nil {
+		h.Log.Error("persist broker state", "key", ops[0].Key, "error", err)
+	}
+}
+
+func put(key, kind string, v storage.Serializable) StateOp {
+	b, err := v.MarshalBinary()
+	if err != nil {
+		// The storage types are plain JSON structs; this cannot fail for them.
+		panic(fmt.Sprintf("marshal %s: %v", key, err))
+	}
+	return StateOp{Key: key, Kind: kind, Value: b}
+}
+
+func (h *storageHook) clientOp(cl *mqtt.Client) StateOp {
+	props := cl.Properties.Props.Copy(false)
+	return put(clientKey(cl.ID), storage.ClientKey, &storage.Client{
+		ID:              cl.ID,
+		T:               storage.ClientKey,
+		Remote:          cl.Net.Remote,
+		Listener:        cl.Net.Listener,
+		Username:        cl.Properties.Username,
+		Clean:           cl.Properties.Clean,
+		ProtocolVersion: cl.Properties.ProtocolVersion,
+		Properties: storage.ClientProperties{
+			SessionExpiryInterval:     props.SessionExpiryInterval,
+			SessionExpiryIntervalFlag: props.SessionExpiryIntervalFlag,
+			AuthenticationMethod:      props.AuthenticationMethod,
+			AuthenticationData:        props.AuthenticationData,
+			RequestProblemInfo:        props.RequestProblemInfo,
+			RequestProblemInfoFlag:    props.RequestProblemInfoFlag,
+			RequestResponseInfo:       props.RequestResponseInfo,
+			ReceiveMaximum:            props.ReceiveMaximum,
+			TopicAliasMaximum:         props.TopicAliasMaximum,
+			User:                      props.User,
+			MaximumPacketSize:         props.MaximumPacketSize,
+		},
+		Will: storage.ClientWill(cl.Properties.Will),
+	})
+}
+
+func (h *storageHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	h.apply(h.clientOp(cl))
+}
+
+func (h *storageHook) OnWillSent(cl *mqtt.Client, _ packets.Packet) {
+	h.apply(h.clientOp(cl))
+}
+
+func (h *storageHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if cl.Net.Inline {
+		return
+	}
+	if !expire {
+		h.apply(h.clientOp(cl))
+		return
+	}
+	if errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+		return
+	}
+	h.dropClient(cl.ID)
+}
+
+func (h *storageHook) OnClientExpired(cl *mqtt.Client) { h.dropClient(cl.ID) }
+
+// dropClient forgets a session with everything that belongs to it.
+func (h *storageHook) dropClient(id string) {
+	h.apply(
+		StateOp{Key: clientKey(id)},
+		StateOp{Key: storage.SubscriptionKey + "_" + id + ":", Prefix: true},
+		StateOp{Key: storage.InflightKey + "_" + id + ":", Prefix: true},
+	)
+}
+
+func (h *storageHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	ops := make([]StateOp, 0, len(pk.Filters))
+	for i, f := range pk.Filters {
+		if i >= len(codes) || codes[i] >= 0x80 {
+			continue // refused filters are not part of the session
+		}
+		ops = append(ops, put(subKey(cl.ID, f.Filter), storage.SubscriptionKey, &storage.Subscription{
+			ID: subKey(cl.ID, f.Filter), T: storage.SubscriptionKey, Client: cl.ID, Qos: codes[i],
+			Filter: f.Filter, Identifier: f.Identifier, NoLocal: f.NoLocal,
+			RetainHandling: f.RetainHandling, RetainAsPublished: f.RetainAsPublished,
+		}))
+	}
+	if len(ops) > 0 {
+		h.apply(ops...)
+	}
+}
+
+func (h *storageHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	ops := make([]StateOp, 0, len(pk.Filters))
+	for _, f := range pk.Filters {
+		ops = append(ops, StateOp{Key: subKey(cl.ID, f.Filter)})
+	}
+	if len(ops) > 0 {
+		h.apply(ops...)
+	}
+}
+
+func message(id, kind string, cl *mqtt.Client, pk packets.Packet, sent int64) *storage.Message {
+	props := pk.Properties.Copy(false)
+	return &storage.Message{
+		ID: id, T: kind, Client: cl.ID, Origin: pk.Origin, PacketID: pk.PacketID,
+		FixedHeader: pk.FixedHeader, TopicName: pk.TopicName, Payload: pk.Payload,
+		Sent: sent, Created: pk.Created,
+		Properties: storage.MessageProperties{
+			PayloadFormat: props.PayloadFormat, PayloadFormatFlag: props.PayloadFormatFlag,
+			MessageExpiryInterval: props.MessageExpiryInterval, ContentType: props.ContentType,
+			ResponseTopic: props.ResponseTopic, CorrelationData: props.CorrelationData,
+			SubscriptionIdentifier: props.SubscriptionIdentifier, TopicAlias: props.TopicAlias,
+			User: props.User,
+		},
+	}
+}
+
+func (h *storageHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	if r == -1 {
+		h.apply(StateOp{Key: retainedKey(pk.TopicName)})
+		return
+	}
+	h.apply(put(retainedKey(pk.TopicName), storage.RetainedKey, message(retainedKey(pk.TopicName), storage.RetainedKey, cl, pk, 0)))
+}
+
+func (h *storageHook) OnRetainedExpired(topic string) { h.apply(StateOp{Key: retainedKey(topic)}) }
+
+func (h *storageHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
+	if cl.Net.Inline {
+		return
+	}
+	k := inflightKey(cl.ID, pk.PacketID)
+	h.apply(put(k, storage.InflightKey, message(k, storage.InflightKey, cl, pk, sent)))
+}
+
+func (h *storageHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	h.apply(StateOp{Key: inflightKey(cl.ID, pk.PacketID)})
+}
+
+func (h *storageHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.apply(StateOp{Key: inflightKey(cl.ID, pk.PacketID)})
+}
+
+func list[T any, PT interface {
+	*T
+	storage.Serializable
+}](h *storageHook, kind string) ([]T, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	raw, err := h.store.List(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(raw))
+	for _, b := range raw {
+		var v T
+		if err := PT(&v).UnmarshalBinary(b); err != nil {
+			return nil, fmt.Errorf("decode stored %s: %w", kind, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (h *storageHook) StoredClients() ([]storage.Client, error) {
+	return list[storage.Client](h, storage.ClientKey)
+}
+func (h *storageHook) StoredSubscriptions() ([]storage.Subscription, error) {
+	return list[storage.Subscription](h, storage.SubscriptionKey)
+}
+func (h *storageHook) StoredRetainedMessages() ([]storage.Message, error) {
+	return list[storage.Message](h, storage.RetainedKey)
+}
+func (h *storageHook) StoredInflightMessages() ([]storage.Message, error) {
+	return list[storage.Message](h, storage.InflightKey)
+}

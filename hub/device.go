@@ -1,0 +1,4 @@
+package hub
+
+// DeviceStore keeps devices, bindings, bind codes and the audit log.
+type DeviceStore interface{}

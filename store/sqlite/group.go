@@ -1,0 +1,142 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrClosed is returned for work handed to a store that is shutting down.
+var ErrClosed = errors.New("store closed")
+
+// groupJob is one unit of work for the group committer: fn runs inside the shared
+// transaction, done receives the transaction's fate.
+type groupJob struct {
+	fn   func(*sql.Tx) error
+	done chan error
+}
+
+// groupCommitter runs every job that is waiting at the moment in one write transaction, so
+// that the cost of a commit (an fsync with synchronous=FULL) is shared by all of them. It is
+// the reason durable ingest is not capped near one fsync per message (see ../shared/figures.md).
+type groupCommitter struct {
+	db       *DB
+	op       string
+	jobs     chan groupJob
+	maxBatch int
+	stopped  chan struct{}
+	quit     chan struct{}
+}
+
+func newGroupCommitter(db *DB, op string, maxBatch int) *groupCommitter {
+	g := &groupCommitter{
+		db:       db,
+		op:       op,
+		jobs:     make(chan groupJob, maxBatch),
+		maxBatch: maxBatch,
+		stopped:  make(chan struct{}),
+		quit:     make(chan struct{}),
+	}
+	go g.loop()
+	return g
+}
+
+// do hands fn to the committer and waits until the transaction that ran it committed (nil)
+// or failed. A job whose own fn fails does not fail the others: the batch is retried one job
+// at a time to find it.
+func (g *groupCommitter) do(ctx context.Context, fn func(*sql.Tx) error) error {
+	j := groupJob{fn: fn, done: make(chan error, 1)}
+	select {
+	case g.jobs <- j:
+	case <-g.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		// The job may still commit; the caller only learns it did not wait for the answer.
+		return ctx.Err()
+	}
+}
+
+func (g *groupCommitter) loop() {
+	defer close(g.stopped)
+	batch := make([]groupJob, 0, g.maxBatch)
+	for {
+		select {
+		case j := <-g.jobs:
+			batch = append(batch[:0], j)
+		case <-g.quit:
+			g.drain(batch[:0])
+			return
+		}
+	fill:
+		for len(batch) < g.maxBatch {
+			select {
+			case j := <-g.jobs:
+				batch = append(batch, j)
+			default:
+				break fill
+			}
+		}
+		g.run(batch)
+	}
+}
+
+// drain fails whatever is still queued when the committer stops.
+func (g *groupCommitter) drain(batch []groupJob) {
+	for {
+		select {
+		case j := <-g.jobs:
+			j.done <- ErrClosed
+		default:
+			return
+		}
+	}
+}
+
+func (g *groupCommitter) run(batch []groupJob) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := g.db.tx(ctx, g.op, func(tx *sql.Tx) error {
+		for _, j := range batch {
+			if err := j.fn(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(batch) == 1 {
+		for _, j := range batch {
+			j.done <- err
+		}
+		return
+	}
+	// Isolate the job that failed: each gets its own transaction and its own answer.
+	for _, j := range batch {
+		j.done <- g.db.tx(ctx, g.op, j.fn)
+	}
+}
+
+// close stops the committer after the batch under way; queued jobs get ErrClosed.
+func (g *groupCommitter) close() {
+	select {
+	case <-g.quit:
+	default:
+		close(g.quit)
+	}
+	<-g.stopped
+}
+
+// wrapf adds the operation name to a driver error.
+func wrapf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}

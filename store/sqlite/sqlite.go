@@ -1,0 +1,216 @@
+// Package sqlite is devicehub's store on SQLite (github.com/mattn/go-sqlite3): the connection
+// pools, the pragmas, the embedded schema migrations (applied at open by pressly/goose) and
+// the implementations of the storage interfaces the hub domain and the broker declare.
+//
+// One writer connection serialises every write (SQLite allows one writer at a time anyway, and
+// one connection avoids SQLITE_BUSY storms between our own goroutines); a pool of read-only
+// connections serves reads concurrently thanks to WAL.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/pressly/goose/v3"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options tunes how the database is opened.
+type Options struct {
+	// Synchronous is the SQLite synchronous pragma: "FULL" (default: a commit survives power
+	// loss) or "NORMAL" (a commit survives a process crash, the last commits may be lost on
+	// power loss). See README's configuration table.
+	Synchronous string
+	// BusyTimeout is how long a connection waits for a lock before it fails with SQLITE_BUSY.
+	BusyTimeout time.Duration
+	// Readers is the size of the read-only pool; 0 means one per CPU, at least 2.
+	Readers int
+	// Logger receives migration progress; nil discards it.
+	Logger *slog.Logger
+}
+
+// DB is an open devicehub database.
+type DB struct {
+	path   string
+	writer *sql.DB
+	reader *sql.DB
+	log    *slog.Logger
+	// Observe, when set, is told how long each store operation took (for /metrics).
+	observe func(op string, d time.Duration)
+}
+
+// Open creates the folder and the database file if needed, applies the pragmas, and runs the
+// embedded migrations. The returned DB is ready for use.
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("store path is empty")
+	}
+	if opts.Synchronous == "" {
+		opts.Synchronous = "FULL"
+	}
+	sync := strings.ToUpper(opts.Synchronous)
+	if sync != "FULL" && sync != "NORMAL" {
+		return nil, fmt.Errorf("store synchronous %q: must be FULL or NORMAL", opts.Synchronous)
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if opts.Readers <= 0 {
+		opts.Readers = max(2, runtime.NumCPU())
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create store folder: %w", err)
+		}
+	}
+	params := url.Values{}
+	params.Set("_journal_mode", "WAL")
+	params.Set("_foreign_keys", "on")
+	params.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
+	params.Set("_synchronous", sync)
+	// _txlock=immediate takes the write lock at BEGIN, so a transaction never fails half-way
+	// through because a reader upgraded first.
+	params.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + params.Encode()
+
+	writer, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	if err := writer.PingContext(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+
+	rparams := url.Values{}
+	rparams.Set("_foreign_keys", "on")
+	rparams.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
+	rparams.Set("mode", "ro")
+	reader, err := sql.Open("sqlite3", "file:"+path+"?"+rparams.Encode())
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open store readers %s: %w", path, err)
+	}
+	reader.SetMaxOpenConns(opts.Readers)
+	reader.SetMaxIdleConns(opts.Readers)
+
+	db := &DB{path: path, writer: writer, reader: reader, log: log}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	provider, err := goose.NewProvider(goose.DialectSQLite3, db.writer, sub,
+		goose.WithLogger(gooseLogger{db.log}))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	for _, r := range results {
+		db.log.Info("store migration applied", "version", r.Source.Version, "file", filepath.Base(r.Source.Path), "took", r.Duration)
+	}
+	return nil
+}
+
+// SetObserver installs a callback that is told the duration of each store operation.
+// Call it before the store is shared between goroutines.
+func (db *DB) SetObserver(fn func(op string, d time.Duration)) { db.observe = fn }
+
+func (db *DB) observed(op string, start time.Time) {
+	if db.observe != nil {
+		db.observe(op, time.Since(start))
+	}
+}
+
+// Path is the database file.
+func (db *DB) Path() string { return db.path }
+
+// Ping checks that both pools answer.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.writer.PingContext(ctx); err != nil {
+		return err
+	}
+	return db.reader.PingContext(ctx)
+}
+
+// IntegrityCheck runs PRAGMA integrity_check and returns its verdict ("ok" when healthy).
+func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
+	var res string
+	if err := db.reader.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res); err != nil {
+		return "", fmt.Errorf("integrity check: %w", err)
+	}
+	return res, nil
+}
+
+// Close checkpoints the WAL into the main file and closes every connection.
+func (db *DB) Close() error {
+	var errs []error
+	if db.reader != nil {
+		errs = append(errs, db.reader.Close())
+	}
+	if db.writer != nil {
+		// A checkpoint on close leaves a database file that other tools open without the WAL.
+		if _, err := db.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			errs = append(errs, fmt.Errorf("checkpoint: %w", err))
+		}
+		errs = append(errs, db.writer.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// tx runs fn in one write transaction and commits it, or rolls back when fn fails.
+func (db *DB) tx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+	defer db.observed(op, time.Now())
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", op, err)
+	}
+	return nil
+}
+
+type gooseLogger struct{ log *slog.Logger }
+
+func (g gooseLogger) Printf(format string, v ...any) {
+	g.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+func (g gooseLogger) Fatalf(format string, v ...any) {
+	g.log.Error(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
