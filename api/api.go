@@ -12,12 +12,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/devicehub/devicehub/hub"
 	"github.com/devicehub/devicehub/metrics"
 )
 
 // Options are the HTTP server's dependencies.
 type Options struct {
+	Hub     *hub.Hub
 	Metrics *metrics.Metrics
+	// AdminToken protects the admin-only endpoints; empty turns them off.
+	AdminToken string
 	// Ready reports whether the hub can serve (store open, broker listening).
 	Ready  func(context.Context) error
 	Logger *slog.Logger

@@ -18,6 +18,7 @@ import (
 	"github.com/devicehub/devicehub/api"
 	"github.com/devicehub/devicehub/broker"
 	"github.com/devicehub/devicehub/config"
+	"github.com/devicehub/devicehub/hub"
 	"github.com/devicehub/devicehub/metrics"
 	"github.com/devicehub/devicehub/store/sqlite"
 )
@@ -29,6 +30,7 @@ type App struct {
 	metrics *metrics.Metrics
 	db      *sqlite.DB
 	state   *sqlite.BrokerState
+	hub     *hub.Hub
 	broker  *broker.Broker
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -67,6 +69,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	}
 	a.db.SetObserver(a.metrics.ObserveStore)
 	a.state = a.db.BrokerState()
+	a.hub = hub.New(hub.Options{Store: a.db, Logger: log.With("component", "hub")})
 
 	a.broker, err = broker.New(broker.Options{
 		TCPAddr:              cfg.Broker.TCPAddr,
@@ -98,7 +101,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	if tlsCfg != nil {
 		a.httpLn = tls.NewListener(a.httpLn, tlsCfg)
 	}
-	handler := api.New(api.Options{Metrics: a.metrics, Ready: a.Ready, Logger: log.With("component", "http")})
+	handler := api.New(api.Options{Hub: a.hub, Metrics: a.metrics, Ready: a.Ready, AdminToken: cfg.Admin.Token, Logger: log.With("component", "http")})
 	a.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -148,6 +151,9 @@ func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
 
 // DB is the open store (for tests and admin commands in the same process).
 func (a *App) DB() *sqlite.DB { return a.db }
+
+// Hub is the domain service (for tests and admin commands in the same process).
+func (a *App) Hub() *hub.Hub { return a.hub }
 
 // Metrics is the process's collectors.
 func (a *App) Metrics() *metrics.Metrics { return a.metrics }
