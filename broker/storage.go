@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -38,6 +39,8 @@ type storageHook struct {
 	mqtt.HookBase
 	store   StateStore
 	timeout time.Duration
+	// inflight holds the keys of the in-flight messages we stored.
+	inflight sync.Map
 }
 
 func (h *storageHook) ID() string { return "devicehub-storage" }
@@ -203,19 +206,32 @@ func (h *storageHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int6
 func (h *storageHook) OnRetainedExpired(topic string) { h.apply(StateOp{Key: retainedKey(topic)}) }
 
 func (h *storageHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
-	if cl.Net.Inline {
+	// mochi records our own PUBACK to an inbound QoS 1 publish as in flight and completes it
+	// right after sending it: persisting that would cost two commits per message for nothing.
+	if cl.Net.Inline || pk.FixedHeader.Type == packets.Puback {
 		return
 	}
 	k := inflightKey(cl.ID, pk.PacketID)
+	h.inflight.Store(k, struct{}{})
 	h.apply(put(k, storage.InflightKey, message(k, storage.InflightKey, cl, pk, sent)))
 }
 
 func (h *storageHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	h.apply(StateOp{Key: inflightKey(cl.ID, pk.PacketID)})
+	h.forgetInflight(cl.ID, pk.PacketID)
 }
 
 func (h *storageHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	h.apply(StateOp{Key: inflightKey(cl.ID, pk.PacketID)})
+	h.forgetInflight(cl.ID, pk.PacketID)
+}
+
+// forgetInflight deletes a stored in-flight message. Only keys we stored are deleted: mochi
+// also completes its own PUBACKs, which we never stored, and a commit for each of those would
+// sit on the publish path.
+func (h *storageHook) forgetInflight(client string, pid uint16) {
+	k := inflightKey(client, pid)
+	if _, ok := h.inflight.LoadAndDelete(k); ok {
+		h.apply(StateOp{Key: k})
+	}
 }
 
 func list[T any, PT interface {
@@ -249,5 +265,9 @@ func (h *storageHook) StoredRetainedMessages() ([]storage.Message, error) {
 	return list[storage.Message](h, storage.RetainedKey)
 }
 func (h *storageHook) StoredInflightMessages() ([]storage.Message, error) {
-	return list[storage.Message](h, storage.InflightKey)
+	msgs, err := list[storage.Message](h, storage.InflightKey)
+	for _, m := range msgs {
+		h.inflight.Store(m.ID, struct{}{})
+	}
+	return msgs, err
 }
