@@ -55,6 +55,9 @@ func malformed(format string, args ...any) error {
 // remaining bytes (exactly the declared remaining length). version is the protocol level
 // from the client's CONNECT (3, 4 or 5), or 0 while no CONNECT has been seen.
 func validateFrame(version, hdr byte, body []byte) error {
+	if version != 0 && version != 3 && version != 4 && version != 5 {
+		return malformed("protocol level %d", version)
+	}
 	if hdr>>4 == pktPublish {
 		if version == 0 {
 			return malformed("first packet must be CONNECT [MQTT-3.1.0-1]")
