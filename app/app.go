@@ -20,6 +20,7 @@ import (
 	"github.com/devicehub/devicehub/config"
 	"github.com/devicehub/devicehub/hub"
 	"github.com/devicehub/devicehub/metrics"
+	"github.com/devicehub/devicehub/notify"
 	"github.com/devicehub/devicehub/store/sqlite"
 )
 
@@ -31,6 +32,7 @@ type App struct {
 	db      *sqlite.DB
 	state   *sqlite.BrokerState
 	hub     *hub.Hub
+	outbox  *notify.Outbox
 	broker  *broker.Broker
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -69,7 +71,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	}
 	a.db.SetObserver(a.metrics.ObserveStore)
 	a.state = a.db.BrokerState()
-	a.hub = hub.New(hub.Options{Store: a.db, Logger: log.With("component", "hub")})
+	a.outbox = notify.New(notify.Options{Store: a.db, Sender: notifySender(cfg.Notify), Logger: log.With("component", "notify")})
+	a.hub = hub.New(hub.Options{Store: a.db, Notifier: a.outbox, Logger: log.With("component", "hub"),
+		Accounts: hub.AccountOptions{PublicURL: cfg.Notify.PublicURL}})
 
 	a.broker, err = broker.New(broker.Options{
 		TCPAddr:              cfg.Broker.TCPAddr,
@@ -125,6 +129,7 @@ func (a *App) Start() error {
 		}
 		a.served <- err
 	}()
+	a.outbox.Start()
 	a.ready.Store(true)
 	a.log.Info("devicehub started", "mqtt", a.broker.TCPAddr(), "ws", a.broker.WSAddr(), "http", a.HTTPAddr(), "store", a.db.Path())
 	return nil
@@ -180,6 +185,9 @@ func (a *App) shutdown(ctx context.Context) error {
 
 func (a *App) closeAll() error {
 	var errs []error
+	if a.outbox != nil {
+		a.outbox.Stop() // before the store closes under it
+	}
 	if a.broker != nil {
 		errs = append(errs, a.broker.Close())
 	}
@@ -208,4 +216,16 @@ func (s stateAdapter) Apply(ctx context.Context, ops ...broker.StateOp) error {
 
 func (s stateAdapter) List(ctx context.Context, kind string) ([][]byte, error) {
 	return s.s.List(ctx, kind)
+}
+
+// notifySender is the delivery driver notify.driver selects; nil (outbox) keeps messages in
+// the outbox.
+func notifySender(c config.NotifyConfig) notify.Sender {
+	switch c.Driver {
+	case "webhook":
+		return notify.Webhook{URL: c.WebhookURL}
+	case "smtp":
+		return notify.SMTP{Host: c.SMTP.Host, Port: c.SMTP.Port, Username: c.SMTP.Username, Password: c.SMTP.Password, From: c.SMTP.From}
+	}
+	return nil
 }

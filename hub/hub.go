@@ -32,6 +32,8 @@ type Options struct {
 	Publisher Publisher
 	Clock     Clock
 	Logger    *slog.Logger
+	// Accounts tunes codes, sessions and anti-automation limits (account_service.go).
+	Accounts AccountOptions
 }
 
 // Hub is the domain service. Its methods are safe for concurrent use.
@@ -41,6 +43,7 @@ type Hub struct {
 	publisher Publisher
 	clock     Clock
 	log       *slog.Logger
+	acc       *accounts
 }
 
 // New builds the hub.
@@ -51,5 +54,6 @@ func New(opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{store: opts.Store, notifier: opts.Notifier, publisher: opts.Publisher, clock: opts.Clock, log: opts.Logger}
+	return &Hub{store: opts.Store, notifier: opts.Notifier, publisher: opts.Publisher, clock: opts.Clock, log: opts.Logger,
+		acc: newAccounts(opts.Accounts)}
 }

@@ -1,0 +1,102 @@
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/devicehub/devicehub/hub"
+)
+
+// statusOf is the one table from hub error codes to HTTP statuses. Codes not listed are 500.
+var statusOf = map[string]int{
+	hub.EInvalid:         http.StatusBadRequest,
+	hub.EInvalidCode:     http.StatusBadRequest,
+	hub.EStale:           http.StatusConflict,
+	hub.EUnauthorized:    http.StatusUnauthorized,
+	hub.EForbidden:       http.StatusForbidden,
+	hub.EChallengeFailed: http.StatusForbidden,
+	hub.EAccountPending:  http.StatusForbidden,
+	hub.ENotSameAccount:  http.StatusForbidden,
+	hub.ENotFound:        http.StatusNotFound,
+	hub.EConflict:        http.StatusConflict,
+	hub.EDeviceLocked:    http.StatusConflict,
+	hub.ENotBound:        http.StatusConflict,
+	hub.ENotPairable:     http.StatusConflict,
+	hub.ETooLarge:        http.StatusRequestEntityTooLarge,
+	hub.ERateLimited:     http.StatusTooManyRequests,
+}
+
+// errorBody is the JSON shape of every error answer.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// errorLogger is what writeError looks for on the ResponseWriter (see withLog) to log
+// internal errors with the server's logger and the request.
+type errorLogger interface {
+	logInternal(err error)
+}
+
+// writeError answers with err: a hub Error with its status from statusOf (and Retry-After
+// when rate limited); anything else is a bare 500 "internal", and the cause goes to the log.
+func writeError(w http.ResponseWriter, err error) {
+	e := hub.AsError(err)
+	status, known := 0, false
+	if e != nil {
+		status, known = statusOf[e.Code]
+	}
+	if !known {
+		logInternal(w, err)
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: errorDetail{Code: hub.EInternal, Message: "internal error"}})
+		return
+	}
+	if e.Code == hub.ERateLimited && e.RetryAfterSeconds > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfterSeconds))
+	}
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field}})
+}
+
+func logInternal(w http.ResponseWriter, err error) {
+	for {
+		if l, ok := w.(errorLogger); ok {
+			l.logInternal(err)
+			return
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			slog.Error("http: internal error", "error", err)
+			return
+		}
+		w = u.Unwrap()
+	}
+}
+
+// logWriter carries the server's logger and the request to writeError.
+type logWriter struct {
+	http.ResponseWriter
+	log *slog.Logger
+	r   *http.Request
+}
+
+func (l *logWriter) logInternal(err error) {
+	l.log.Error("http: internal error", "method", l.r.Method, "path", l.r.URL.Path, "error", err)
+}
+
+func (l *logWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
+
+// withLog gives handlers a ResponseWriter through which writeError logs with s.log.
+func (s *Server) withLog(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h(&logWriter{ResponseWriter: w, log: s.log, r: r}, r)
+	}
+}
+
+// handle registers an API route whose internal errors are logged with the server's logger.
+func (s *Server) handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, s.withLog(h)) }

@@ -1,0 +1,134 @@
+package hub
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// maxTrackedKeys bounds the memory of one limiter or failure counter: past it, idle keys are
+// swept before a new one is added.
+const maxTrackedKeys = 100_000
+
+// keyedLimiter is a token bucket per key (an IP, an identifier). Times come from the hub's
+// clock so tests can move past a Retry-After without sleeping.
+type keyedLimiter struct {
+	mu    sync.Mutex
+	every time.Duration
+	burst int
+	m     map[string]*rate.Limiter
+	seen  map[string]time.Time
+}
+
+func newKeyedLimiter(every time.Duration, burst int) *keyedLimiter {
+	return &keyedLimiter{every: every, burst: burst, m: map[string]*rate.Limiter{}, seen: map[string]time.Time{}}
+}
+
+// allow takes one token for key, or says how long until one is available.
+func (l *keyedLimiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.m[key]
+	if !ok {
+		if len(l.m) >= maxTrackedKeys {
+			l.sweep(now)
+		}
+		lim = rate.NewLimiter(rate.Every(l.every), l.burst)
+		l.m[key] = lim
+	}
+	l.seen[key] = now
+	r := lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// sweep forgets keys idle long enough for their bucket to be full again: they would behave
+// exactly like a new key.
+func (l *keyedLimiter) sweep(now time.Time) {
+	full := l.every * time.Duration(l.burst)
+	for k, t := range l.seen {
+		if now.Sub(t) > full {
+			delete(l.m, k)
+			delete(l.seen, k)
+		}
+	}
+}
+
+// failureCounter counts recent failures per key; a key is forgotten after window without a
+// new failure.
+type failureCounter struct {
+	mu     sync.Mutex
+	window time.Duration
+	m      map[string]failures
+}
+
+type failures struct {
+	count int
+	last  time.Time
+}
+
+func newFailureCounter(window time.Duration) *failureCounter {
+	return &failureCounter{window: window, m: map[string]failures{}}
+}
+
+func (f *failureCounter) add(key string, now time.Time) failures {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.getLocked(key, now)
+	if len(f.m) >= maxTrackedKeys {
+		for k, v := range f.m {
+			if now.Sub(v.last) > f.window {
+				delete(f.m, k)
+			}
+		}
+	}
+	e.count++
+	e.last = now
+	f.m[key] = e
+	return e
+}
+
+func (f *failureCounter) get(key string, now time.Time) failures {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.getLocked(key, now)
+}
+
+func (f *failureCounter) getLocked(key string, now time.Time) failures {
+	e, ok := f.m[key]
+	if ok && now.Sub(e.last) > f.window {
+		delete(f.m, key)
+		return failures{}
+	}
+	return e
+}
+
+func (f *failureCounter) reset(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.m, key)
+}
+
+// backoff is the wait after the failures: none below threshold, then base doubling with each
+// further failure, capped at ceiling. The cap is what keeps an attacker from locking the
+// owner out for good.
+func backoff(f failures, threshold int, base, ceiling time.Duration) time.Duration {
+	if f.count < threshold {
+		return 0
+	}
+	exp := min(f.count-threshold, 30)
+	d := time.Duration(math.Min(float64(base)*math.Pow(2, float64(exp)), float64(ceiling)))
+	return d
+}
+
+// rateLimited builds the rate_limited error with a whole-second Retry-After of at least 1.
+func rateLimited(d time.Duration, format string, args ...any) *Error {
+	e := Errorf(ERateLimited, format, args...)
+	e.RetryAfterSeconds = max(1, int(math.Ceil(d.Seconds())))
+	return e
+}
