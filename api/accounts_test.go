@@ -1,9 +1,17 @@
 package api_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/devicehub/devicehub/app/apptest"
+	"github.com/devicehub/devicehub/config"
 )
 
 func TestRegisterConfirmLoginMe(t *testing.T) {
@@ -221,5 +229,43 @@ func TestAdminOutboxNeedsToken(t *testing.T) {
 	}
 	if r := c.do("GET", "/api/v1/admin/outbox?limit=0", c.admin, nil); r.status != http.StatusBadRequest || r.errField() != "limit" {
 		t.Fatalf("bad limit: %d %s", r.status, r.raw)
+	}
+}
+
+// With notify.driver=webhook the whole hub delivers codes to the gateway, retrying after a
+// failure; the outbox records the attempts.
+func TestWebhookDriverEndToEnd(t *testing.T) {
+	var calls atomic.Int32
+	bodies := make(chan map[string]string, 4)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			http.Error(w, "gateway down", http.StatusServiceUnavailable)
+			return
+		}
+		var m map[string]string
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		bodies <- m
+	}))
+	defer gw.Close()
+	h := apptest.Start(t, func(cfg *config.Config) {
+		cfg.Notify.Driver = "webhook"
+		cfg.Notify.WebhookURL = gw.URL
+	})
+	c := newClient(t, h.URL(), h.Config.Admin.Token)
+	id := "+14155552671"
+	c.want(c.register(id, testPassword), http.StatusAccepted)
+	apptest.Eventually(t, 30*time.Second, func() error {
+		msgs := c.outbox(id)
+		if len(msgs) != 1 || msgs[0].Status != "sent" {
+			return fmt.Errorf("outbox: %+v", msgs)
+		}
+		if msgs[0].Attempts != 2 {
+			return fmt.Errorf("attempts %d, want 2", msgs[0].Attempts)
+		}
+		return nil
+	})
+	m := <-bodies
+	if m["to"] != id || m["channel"] != "sms" || !codeRE.MatchString(m["body"]) {
+		t.Fatalf("gateway got %v", m)
 	}
 }
