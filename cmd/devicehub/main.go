@@ -75,6 +75,7 @@ func newRoot(environ []string, stdout, stderr io.Writer) *cobra.Command {
 	config.AddFlags(root.PersistentFlags())
 
 	root.AddCommand(c.serveCmd(), c.configCmd(), c.versionCmd())
+	root.AddCommand(c.outboxCmd())
 	return root
 }
 
