@@ -1,0 +1,114 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/devicehub/devicehub/hub"
+	"github.com/devicehub/devicehub/notify"
+	"github.com/devicehub/devicehub/store/sqlite"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// account signs up id on a hub over a real SQLite file and returns the hub, the clock, the
+// account ID and a session token.
+func account(t *testing.T, id string) (*hub.Hub, *clock, string, string) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devicehub.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk,
+		Accounts: hub.AccountOptions{ChallengeBase: 1000}})
+	solve := func() json.RawMessage {
+		c, err := h.IssueChallenge(ctx, "10.0.0.1", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := hub.SolveChallenge(ctx, c.(hub.PowChallenge))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(a)
+		return raw
+	}
+	req := hub.AccountRequest{Identifier: id, Password: "correct horse battery", IP: "10.0.0.1"}
+	req.Challenge = solve()
+	if _, err := h.Register(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := db.ListOutbox(ctx, id, 1)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("outbox: %v %v", msgs, err)
+	}
+	req.Code = regexp.MustCompile(`code is (\d{6})`).FindStringSubmatch(msgs[0].Body)[1]
+	if _, err := h.ConfirmCode(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	req.Challenge = solve()
+	token, s, err := h.Login(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, clk, s.AccountID, token
+}
+
+func TestVerifyPasswordIsThrottled(t *testing.T) {
+	ctx := context.Background()
+	h, clk, accountID, _ := account(t, "kim@example.com")
+	if err := h.VerifyPassword(ctx, accountID, "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if err := h.VerifyPassword(ctx, accountID, "wrong"); hub.ErrorCode(err) != hub.EUnauthorized {
+			t.Fatalf("wrong password %d: %v", i, err)
+		}
+	}
+	err := h.VerifyPassword(ctx, accountID, "correct horse battery")
+	if e := hub.AsError(err); e == nil || e.Code != hub.ERateLimited || e.RetryAfterSeconds != 30 {
+		t.Fatalf("after 5 failures: %v", err)
+	}
+	clk.Advance(30 * time.Second)
+	if err := h.VerifyPassword(ctx, accountID, "correct horse battery"); err != nil {
+		t.Fatalf("after the back-off: %v", err)
+	}
+}
+
+func TestAuthenticateExpiryAndRevocation(t *testing.T) {
+	ctx := context.Background()
+	h, clk, accountID, token := account(t, "+14155552671")
+	p, err := h.Authenticate(ctx, token)
+	if err != nil || p.AccountID != accountID || !hub.ValidID("ses", p.SessionID) {
+		t.Fatalf("authenticate: %+v %v", p, err)
+	}
+	clk.Advance(30*24*time.Hour + time.Second)
+	if _, err := h.Authenticate(ctx, token); hub.ErrorCode(err) != hub.EUnauthorized {
+		t.Fatalf("expired token: %v", err)
+	}
+	clk.Advance(-time.Hour)
+	if err := h.RevokeSession(ctx, accountID, p.SessionID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Authenticate(ctx, token); hub.ErrorCode(err) != hub.EUnauthorized {
+		t.Fatalf("revoked token: %v", err)
+	}
+}
