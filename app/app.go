@@ -83,6 +83,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		MaxPacketSize:        cfg.Broker.MaxPacketSize,
 		MaxConnectPacketSize: cfg.Broker.MaxConnectPacketSize,
 		State:                stateAdapter{a.state},
+		Hub:                  a.hub,
 		Metrics:              a.metrics,
 		Logger:               log.With("component", "broker"),
 	})
@@ -97,6 +98,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		}
 		return nil, err
 	}
+
+	a.hub.AttachTransport(a.broker.HubPublisher(), a.broker)
 
 	a.httpLn, err = net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

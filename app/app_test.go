@@ -57,7 +57,7 @@ func TestConnectRefusedWithoutCredentials(t *testing.T) {
 		t.Fatalf("want a refused CONNECT, got %v", err)
 	}
 	body := get(t, h.URL()+"/metrics")
-	if !strings.Contains(body, `devicehub_auth_failures_total{reason="no_credentials_accepted",transport="mqtt"} 1`) {
+	if !strings.Contains(body, `devicehub_auth_failures_total{reason="unauthorized",transport="mqtt"} 1`) {
 		t.Errorf("auth failure not counted in /metrics:\n%s", grep(body, "auth_failures"))
 	}
 }
@@ -137,7 +137,8 @@ func TestRestartKeepsQueuedMessage(t *testing.T) {
 	apptest.Eventually(t, 10*time.Second, func() error {
 		v, err := db.BrokerState().List(context.Background(), "IFM")
 		if err == nil && !strings.Contains(fmt.Sprintf("%s", v), "phone-1") {
-			err = errors.New("message for phone-1 not persisted yet")
+			all, _ := db.BrokerState().List(context.Background(), "SUB")
+			err = fmt.Errorf("message for phone-1 not persisted yet (in flight: %s; subscriptions: %s)\n%s", v, all, p.Logs())
 		}
 		return err
 	})

@@ -5,6 +5,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/devicehub/devicehub/hub"
 	"github.com/devicehub/devicehub/metrics"
 )
 
@@ -29,8 +31,11 @@ type Options struct {
 	MaxPacketSize        int
 	MaxConnectPacketSize int
 	State                StateStore
-	Metrics              *metrics.Metrics
-	Logger               *slog.Logger
+	// Hub authenticates devices and answers their requests; nil accepts no device (only
+	// anonymous clients, when allowed).
+	Hub     *hub.Hub
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
 }
 
 // AddrError names the listener that could not be opened.
@@ -52,6 +57,8 @@ type Broker struct {
 	tcpAddr string
 	wsAddr  string
 	opened  []net.Listener
+	storage *storageHook
+	auth    *authHook
 }
 
 // New builds the broker and opens its listeners (so a port in use fails here, by name).
@@ -84,12 +91,16 @@ func New(opts Options) (*Broker, error) {
 	if opts.AllowAnonymous {
 		log.Warn("!!! broker.allow_anonymous is true: ANY MQTT client may connect without credentials. Local experiments only !!!")
 	}
-	if err := srv.AddHook(&authHook{allowAnonymous: opts.AllowAnonymous, metrics: opts.Metrics}, nil); err != nil {
+	auth := &authHook{hub: opts.Hub, allowAnonymous: opts.AllowAnonymous, metrics: opts.Metrics, log: log, srv: srv,
+		inline: srv.NewClient(nil, "local", "inline", true)}
+	b.auth = auth
+	if err := srv.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
 	}
 	opts.Metrics.RegisterBroker(brokerStats{srv})
 	if opts.State != nil {
-		if err := srv.AddHook(&storageHook{store: opts.State, timeout: 10 * time.Second}, nil); err != nil {
+		b.storage = &storageHook{store: opts.State, timeout: 10 * time.Second}
+		if err := srv.AddHook(b.storage, nil); err != nil {
 			return nil, fmt.Errorf("add storage hook: %w", err)
 		}
 	}
@@ -155,6 +166,35 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 	return b.srv.Publish(topic, payload, retain, qos)
 }
 
+// HubPublisher is how the hub sends to devices: through the broker, at the QoS asked.
+func (b *Broker) HubPublisher() hub.Publisher { return hubPublisher{b} }
+
+type hubPublisher struct{ b *Broker }
+
+func (p hubPublisher) Publish(_ context.Context, topic string, payload []byte, qos byte) error {
+	return p.b.srv.Publish(topic, payload, false, qos)
+}
+
+// Drop disconnects a device and forgets its session: subscriptions, queued messages and the
+// persisted copy of both. The hub calls it when a device's credentials are revoked.
+func (b *Broker) Drop(deviceID string) {
+	b.auth.forget(deviceID)
+	cl, ok := b.srv.Clients.Get(deviceID)
+	if !ok {
+		return
+	}
+	if b.storage != nil {
+		b.storage.forget(cl)
+	}
+	if !cl.Closed() {
+		_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	}
+	b.srv.UnsubscribeClient(cl)
+	cl.ClearInflights()
+	b.srv.Clients.Delete(deviceID)
+	b.log.Info("device session dropped", "device", deviceID)
+}
+
 // Close disconnects every client and stops the listeners. Session state was written as it
 // changed, so nothing is left to flush.
 func (b *Broker) Close() error {
@@ -164,30 +204,6 @@ func (b *Broker) Close() error {
 	}
 	return err
 }
-
-// authHook authenticates clients and checks every publish and subscription. Until devices
-// have credentials it only knows deny-by-default and, for local experiments, allow-anonymous.
-type authHook struct {
-	mqtt.HookBase
-	allowAnonymous bool
-	metrics        *metrics.Metrics
-}
-
-func (h *authHook) ID() string { return "devicehub-auth" }
-
-func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-
-func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	if h.allowAnonymous {
-		return true
-	}
-	h.metrics.AuthFailures.WithLabelValues("mqtt", "no_credentials_accepted").Inc()
-	return false
-}
-
-func (h *authHook) OnACLCheck(_ *mqtt.Client, _ string, _ bool) bool { return h.allowAnonymous }
 
 // brokerStats reads mochi's own counters for /metrics.
 type brokerStats struct{ srv *mqtt.Server }

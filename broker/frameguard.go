@@ -112,7 +112,7 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 func (g *guardedConn) reject(err error) error {
 	g.err = err
 	g.buf = nil
-	_ = g.Conn.Close()
+	// Counted before the close, so whoever sees the connection closed also sees the count.
 	if g.onReject != nil {
 		reason := "malformed"
 		if errors.Is(err, ErrFrameTooLarge) {
@@ -120,6 +120,7 @@ func (g *guardedConn) reject(err error) error {
 		}
 		g.onReject(reason)
 	}
+	_ = g.Conn.Close()
 	return err
 }
 

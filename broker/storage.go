@@ -41,6 +41,16 @@ type storageHook struct {
 	timeout time.Duration
 	// inflight holds the keys of the in-flight messages we stored.
 	inflight sync.Map
+	// dropped holds the connections whose session the hub revoked: their late disconnect
+	// must not write the session back.
+	dropped sync.Map
+}
+
+// forget deletes a client's persisted session now and ignores what its connection reports
+// afterwards.
+func (h *storageHook) forget(cl *mqtt.Client) {
+	h.dropped.Store(cl, struct{}{})
+	h.dropClient(cl.ID)
 }
 
 func (h *storageHook) ID() string { return "devicehub-storage" }
@@ -129,6 +139,9 @@ func (h *storageHook) OnWillSent(cl *mqtt.Client, _ packets.Packet) {
 
 func (h *storageHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	if cl.Net.Inline {
+		return
+	}
+	if _, ok := h.dropped.LoadAndDelete(cl); ok {
 		return
 	}
 	if !expire {

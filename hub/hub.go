@@ -44,6 +44,7 @@ type Hub struct {
 	clock     Clock
 	log       *slog.Logger
 	acc       *accounts
+	dev       *deviceState
 }
 
 // New builds the hub.
@@ -55,5 +56,5 @@ func New(opts Options) *Hub {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{store: opts.Store, notifier: opts.Notifier, publisher: opts.Publisher, clock: opts.Clock, log: opts.Logger,
-		acc: newAccounts(opts.Accounts)}
+		acc: newAccounts(opts.Accounts), dev: newDeviceState()}
 }

@@ -1,0 +1,430 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/devicehub/devicehub/apiclient"
+	"github.com/devicehub/devicehub/app/apptest"
+	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/devices/client"
+)
+
+// world is a hub with two people, Anna and Boris, each signed in with a registered phone.
+type world struct {
+	h            *apptest.Hub
+	api          *apiclient.Client
+	anna, boris  *apiclient.Client
+	annaID       string
+	borisID      string
+	annaPhone    apiclient.Credentials
+	borisPhone   apiclient.Credentials
+	annaPassword string
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := testCtx(t)
+	h := apptest.Start(t, nil)
+	api := apiclient.New(h.URL())
+	api.AdminToken = h.Config.Admin.Token
+	w := &world{h: h, api: api, annaPassword: "anna-likes-long-walks"}
+	la, err := api.CreateAccount(ctx, "anna@example.com", w.annaPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := api.CreateAccount(ctx, "+14155552671", "boris-password-42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.anna, w.boris, w.annaID, w.borisID = api.WithToken(la.Token), api.WithToken(lb.Token), la.AccountID, lb.AccountID
+	if w.annaPhone, err = w.anna.RegisterDevice(ctx, "phone", "Anna's phone", "imei-anna"); err != nil {
+		t.Fatal(err)
+	}
+	if w.borisPhone, err = w.boris.RegisterDevice(ctx, "phone", "Boris's phone", "imei-boris"); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (w *world) connect(t *testing.T, id, secret string) *client.Client {
+	t.Helper()
+	c, err := client.Connect(testCtx(t), client.Options{Broker: w.h.MQTTURL(), DeviceID: id, Secret: secret, CleanSession: true})
+	if err != nil {
+		t.Fatalf("connect %s: %v", id, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// provision makes one factory gadget.
+func (w *world) provision(t *testing.T, typ string) apiclient.Credentials {
+	t.Helper()
+	cs, err := w.api.Provision(testCtx(t), typ, 1)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("provision %s: %v", typ, err)
+	}
+	return cs[0]
+}
+
+func bindCode(t *testing.T, gadget *client.Client) string {
+	t.Helper()
+	raw, err := gadget.Request(testCtx(t), devices.OpBindCode, nil)
+	if err != nil {
+		t.Fatalf("bind_code: %v", err)
+	}
+	var res devices.BindCodeResult
+	if err := json.Unmarshal(raw, &res); err != nil || len(res.Code) != 6 {
+		t.Fatalf("bind_code result %s: %v", raw, err)
+	}
+	return res.Code
+}
+
+// nextCommand waits for a command of the given type.
+func nextCommand(t *testing.T, c *client.Client, typ string) devices.Command {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case cmd := <-c.Commands():
+			if cmd.Type == typ {
+				return cmd
+			}
+		case <-timeout:
+			t.Fatalf("no %q command", typ)
+		}
+	}
+}
+
+// bindBand binds a fresh band to Anna through her phone over MQTT and returns the band
+// connected with its binding secret.
+func (w *world) bindBand(t *testing.T) (apiclient.Credentials, string, *client.Client) {
+	t.Helper()
+	ctx := testCtx(t)
+	band := w.provision(t, "band")
+	factory := w.connect(t, band.DeviceID, band.Secret)
+	code := bindCode(t, factory)
+	phone := w.connect(t, w.annaPhone.DeviceID, w.annaPhone.Secret)
+	raw, err := phone.Request(ctx, devices.OpBind, devices.BindArgs{DeviceID: band.DeviceID, Code: code})
+	if err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	var br devices.BindResult
+	_ = json.Unmarshal(raw, &br)
+	if br.DeviceID != band.DeviceID || br.AccountID != w.annaID {
+		t.Fatalf("bind result %s", raw)
+	}
+	cmd := nextCommand(t, factory, devices.CmdBound)
+	var args devices.BoundArgs
+	if err := json.Unmarshal(cmd.Args, &args); err != nil || args.Secret == "" || args.AccountID != w.annaID {
+		t.Fatalf("bound command %s: %v", cmd.Args, err)
+	}
+	factory.Close()
+	phone.Close() // one connection per device: tests connect it again as they need
+	return band, args.Secret, w.connect(t, band.DeviceID, args.Secret)
+}
+
+func TestBindHappyPath(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	band, _, bound := w.bindBand(t)
+	if err := bound.PublishTelemetry(ctx, devices.StreamSteps, 1, time.Now(), map[string]int{"count": 12}); err != nil {
+		t.Fatalf("bound band telemetry: %v", err)
+	}
+	ds, err := w.anna.Devices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, d := range ds {
+		found = found || d.ID == band.DeviceID
+	}
+	if !found || len(ds) != 2 {
+		t.Fatalf("Anna's devices = %+v", ds)
+	}
+	// Binding again to the same account is idempotent.
+	if err := w.anna.Bind(ctx, band.DeviceID, bindCode(t, bound)); err != nil {
+		t.Fatalf("rebind to the same account: %v", err)
+	}
+	audit, err := w.anna.Audit(ctx)
+	if err != nil || !hasEvent(audit, "bind", band.DeviceID) {
+		t.Fatalf("audit lacks the bind: %+v %v", audit, err)
+	}
+}
+
+func hasEvent(es []apiclient.AuditEntry, event, device string) bool {
+	for _, e := range es {
+		if e.Event == event && (device == "" || e.DeviceID == device) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestBindCodes(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	band := w.provision(t, "band")
+	gadget := w.connect(t, band.DeviceID, band.Secret)
+	code := bindCode(t, gadget)
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	t.Run("unknown device looks like a wrong code", func(t *testing.T) {
+		err := w.anna.Bind(ctx, "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa", code)
+		if apiclient.Code(err) != "invalid_code" {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("sixth try fails even with the right code", func(t *testing.T) {
+		for range 5 {
+			if err := w.anna.Bind(ctx, band.DeviceID, wrong); apiclient.Code(err) != "invalid_code" {
+				t.Fatalf("wrong code: %v", err)
+			}
+		}
+		if err := w.anna.Bind(ctx, band.DeviceID, code); apiclient.Code(err) != "invalid_code" {
+			t.Fatalf("right code after 5 wrong tries: %v", err)
+		}
+	})
+	t.Run("fresh code works once", func(t *testing.T) {
+		code := bindCode(t, gadget)
+		if err := w.anna.Bind(ctx, band.DeviceID, code); err != nil {
+			t.Fatal(err)
+		}
+		// Anna unbinds it; the used code must not bind it again for anyone.
+		if err := w.anna.Unbind(ctx, band.DeviceID, w.annaPassword); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.boris.Bind(ctx, band.DeviceID, code); apiclient.Code(err) != "invalid_code" {
+			t.Fatalf("reused code: %v", err)
+		}
+	})
+	t.Run("malformed", func(t *testing.T) {
+		err := w.anna.Bind(ctx, band.DeviceID, "12ab")
+		var ae *apiclient.Error
+		if !errors.As(err, &ae) || ae.Status != 400 || ae.Field != "code" {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestActivationLockAndUnbind(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	band, secret, bound := w.bindBand(t)
+
+	// Boris gets the band and a fresh code from it, but it is Anna's.
+	code := bindCode(t, bound)
+	err := w.boris.Bind(ctx, band.DeviceID, code)
+	var ae *apiclient.Error
+	if !errors.As(err, &ae) || ae.Code != "device_locked" || ae.Status != 409 {
+		t.Fatalf("Boris binding Anna's band: %v", err)
+	}
+	if strings.Contains(ae.Message, "anna") || strings.Contains(ae.Message, w.annaID) {
+		t.Fatalf("refusal reveals the owner: %q", ae.Message)
+	}
+	// Boris's phone tries the same over MQTT.
+	bp := w.connect(t, w.borisPhone.DeviceID, w.borisPhone.Secret)
+	_, err = bp.Request(ctx, devices.OpBind, devices.BindArgs{DeviceID: band.DeviceID, Code: code})
+	var re *client.RemoteError
+	if !errors.As(err, &re) || re.Code != "device_locked" {
+		t.Fatalf("MQTT bind of a locked device: %v", err)
+	}
+	// Boris cannot unbind it either: it is not found in his account.
+	if err := w.boris.Unbind(ctx, band.DeviceID, "boris-password-42"); apiclient.Code(err) != "not_found" {
+		t.Fatalf("Boris unbinding Anna's band: %v", err)
+	}
+	// Anna with a wrong password: refused.
+	if err := w.anna.Unbind(ctx, band.DeviceID, "not-my-password"); apiclient.Code(err) != "unauthorized" {
+		t.Fatalf("unbind with a wrong password: %v", err)
+	}
+	// Right password: unbound, the band is told, its binding secret stops working.
+	if err := w.anna.Unbind(ctx, band.DeviceID, w.annaPassword); err != nil {
+		t.Fatal(err)
+	}
+	apptest.Eventually(t, 10*time.Second, func() error {
+		if bound.Connected() {
+			return errors.New("band still connected after unbind")
+		}
+		return nil
+	})
+	_, err = client.Connect(ctx, client.Options{Broker: w.h.MQTTURL(), DeviceID: band.DeviceID, Secret: secret, CleanSession: true})
+	if !errors.Is(err, client.ErrNotAuthorized) {
+		t.Fatalf("old binding secret after unbind: %v", err)
+	}
+	// Unbound, the factory identity cannot send telemetry.
+	f2 := w.connect(t, band.DeviceID, band.Secret)
+	if err := f2.Subscribe(ctx, devices.TelemetryTopic(band.DeviceID, "steps"), 1, func(string, []byte) {}); err != nil {
+		t.Fatalf("own topic subscribe: %v", err)
+	}
+	// Boris can now bind it.
+	if err := w.boris.Bind(ctx, band.DeviceID, bindCode(t, f2)); err != nil {
+		t.Fatalf("new owner binds: %v", err)
+	}
+	audit, _ := w.anna.Audit(ctx)
+	for _, ev := range []string{"bind_refused", "unbind_refused", "unbind", "credentials_revoked"} {
+		if !hasEvent(audit, ev, band.DeviceID) {
+			t.Errorf("Anna's audit lacks %s: %+v", ev, audit)
+		}
+	}
+}
+
+// TestRegisteredPhoneActivationLock: a phone identified by its hardware ID cannot be
+// registered to another account while bound (e.g. after a wipe).
+func TestRegisteredPhoneActivationLock(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	_, err := w.boris.RegisterDevice(ctx, "phone", "stolen", "imei-anna")
+	if apiclient.Code(err) != "device_locked" {
+		t.Fatalf("thief registering Anna's phone: %v", err)
+	}
+	// Anna signing in again on her own phone rotates its credentials.
+	again, err := w.anna.RegisterDevice(ctx, "phone", "Anna's phone", "imei-anna")
+	if err != nil || again.DeviceID != w.annaPhone.DeviceID || again.Secret == w.annaPhone.Secret {
+		t.Fatalf("re-registration: %+v %v", again, err)
+	}
+	if _, err := client.Connect(ctx, client.Options{Broker: w.h.MQTTURL(), DeviceID: again.DeviceID, Secret: w.annaPhone.Secret, CleanSession: true}); !errors.Is(err, client.ErrNotAuthorized) {
+		t.Fatalf("old phone secret still accepted: %v", err)
+	}
+}
+
+// TestCrossAccountAttacks: every ACL rule, as an attack from Boris's phone on Anna's devices.
+func TestCrossAccountAttacks(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	band, _, bandConn := w.bindBand(t)
+	bandConn.Close()
+	victimPhone := w.annaPhone.DeviceID
+	got := make(chan string, 64)
+	anna := w.connect(t, victimPhone, w.annaPhone.Secret)
+	if err := anna.Subscribe(ctx, "devices/"+victimPhone+"/#", 1, func(topic string, _ []byte) { got <- topic }); err != nil {
+		t.Fatal(err)
+	}
+	attacker := w.connect(t, w.borisPhone.DeviceID, w.borisPhone.Secret)
+
+	for _, filter := range []string{"#", "+/+/#", "devices/+/telemetry/#", "$share/x/devices/" + band.DeviceID + "/#",
+		"$SYS/#", "devices/" + victimPhone + "/commands", "accounts/" + w.annaID + "/#", "+/" + victimPhone + "/#"} {
+		t.Run("subscribe "+filter, func(t *testing.T) {
+			var se *client.SubscribeError
+			if err := attacker.Subscribe(ctx, filter, 1, func(topic string, _ []byte) { got <- "LEAK " + topic }); !errors.As(err, &se) {
+				t.Fatalf("subscription not refused: %v", err)
+			}
+		})
+	}
+	// Publishes at QoS 0 to the victim's topics are dropped (QoS 1 would disconnect a v3.1.1
+	// client, which the next test covers).
+	for _, topic := range []string{devices.CommandTopic(victimPhone), devices.ResponseTopic(victimPhone), devices.TelemetryTopic(band.DeviceID, "steps")} {
+		if err := attacker.Publish(ctx, topic, 0, false, []byte(`{"type":"wipe"}`)); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	// A retained message aimed at the victim: refused like any publish.
+	if err := attacker.Publish(ctx, devices.CommandTopic(victimPhone), 0, true, []byte(`{"type":"lock"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Anna's own publish proves her subscription works, and that nothing else arrived first.
+	if err := anna.Publish(ctx, devices.RequestTopic(victimPhone), 1, false, []byte(`{"id":"probe","op":"bind_code"}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case topic := <-got:
+		if topic != devices.ResponseTopic(victimPhone) && topic != devices.RequestTopic(victimPhone) {
+			t.Fatalf("victim received %q", topic)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("victim's probe did not arrive")
+	}
+	// A fresh subscriber must get no retained message on the victim's commands topic.
+	if err := anna.Subscribe(ctx, devices.CommandTopic(victimPhone), 1, func(topic string, p []byte) { got <- "RETAINED " + string(p) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if strings.HasPrefix(m, "RETAINED") || strings.HasPrefix(m, "LEAK") {
+			t.Fatalf("got %q", m)
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+	body := get(t, w.h.URL()+"/metrics")
+	if !strings.Contains(body, "devicehub_acl_refusals_total") {
+		t.Error("/metrics lacks ACL refusals")
+	}
+	audit, _ := w.boris.Audit(ctx)
+	if !hasEvent(audit, "access_refused", w.borisPhone.DeviceID) {
+		t.Errorf("Boris's audit lacks his refused attempts: %+v", audit)
+	}
+}
+
+func rawConnect(url, clientID, user, pass string, will *[2]string) (paho.Client, error) {
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).SetUsername(user).SetPassword(pass).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetCleanSession(true)
+	if will != nil {
+		o.SetWill(will[0], will[1], 1, false)
+	}
+	c := paho.NewClient(o)
+	tok := c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, errors.New("timeout")
+	}
+	return c, tok.Error()
+}
+
+func TestConnectRules(t *testing.T) {
+	w := newWorld(t)
+	victim := w.annaPhone.DeviceID
+	anna := w.connect(t, victim, w.annaPhone.Secret)
+
+	t.Run("client ID takeover", func(t *testing.T) {
+		_, err := rawConnect(w.h.MQTTURL(), victim, w.borisPhone.DeviceID, w.borisPhone.Secret, nil)
+		if err == nil {
+			t.Fatal("Boris connected with Anna's client ID")
+		}
+		time.Sleep(200 * time.Millisecond) // give a wrongful takeover the time to show
+		if !anna.Connected() {
+			t.Fatal("the victim's session was disturbed")
+		}
+	})
+	t.Run("will aimed at victim", func(t *testing.T) {
+		_, err := rawConnect(w.h.MQTTURL(), w.borisPhone.DeviceID, w.borisPhone.DeviceID, w.borisPhone.Secret, &[2]string{devices.CommandTopic(victim), `{"type":"wipe"}`})
+		if err == nil {
+			t.Fatal("connect with a will on the victim's topic accepted")
+		}
+	})
+	t.Run("wrong secret", func(t *testing.T) {
+		_, err := rawConnect(w.h.MQTTURL(), victim, victim, "wrong", nil)
+		if err == nil || !strings.Contains(err.Error(), "not Authorized") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("identifier with wildcard", func(t *testing.T) {
+		if _, err := rawConnect(w.h.MQTTURL(), "a/#", "a/#", "x", nil); err == nil {
+			t.Fatal("accepted")
+		}
+	})
+	t.Run("throttled after repeated failures", func(t *testing.T) {
+		for range 6 {
+			_, _ = rawConnect(w.h.MQTTURL(), w.borisPhone.DeviceID, w.borisPhone.DeviceID, "wrong", nil)
+		}
+		// Even the right secret is refused while the back-off lasts.
+		if _, err := rawConnect(w.h.MQTTURL(), w.borisPhone.DeviceID, w.borisPhone.DeviceID, w.borisPhone.Secret, nil); err == nil {
+			t.Fatal("no back-off after repeated failures")
+		}
+		body := get(t, w.h.URL()+"/metrics")
+		if !strings.Contains(body, `reason="rate_limited"`) {
+			t.Error("throttled logins not counted")
+		}
+	})
+}

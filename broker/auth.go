@@ -1,0 +1,313 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/hub"
+	"github.com/devicehub/devicehub/metrics"
+)
+
+// hookTimeout bounds each call into the hub from a hook: hooks run on the client's read
+// goroutine and block that client (never others) while they run.
+const hookTimeout = 10 * time.Second
+
+// maxAuditedRefusals bounds how many refusals of one connection reach the audit log, so a
+// hostile client cannot turn refusals into a write flood.
+const maxAuditedRefusals = 10
+
+// conn is what the hook knows about one client ID's session: who it is. It outlives the
+// network connection, because mochi checks read access again on every delivery, also to an
+// offline persistent session.
+type conn struct {
+	id        devices.Identity
+	anonymous bool
+	cl        *mqtt.Client // the connection that authenticated it
+	refusals  atomic.Int32
+}
+
+// authHook authenticates devices with the hub and enforces, for publish, subscribe, retained
+// and will messages alike, that a device touches only its own topics (devices.Authorize*).
+// It also carries device requests (devices/{id}/req) to the hub and answers on the response
+// topic.
+type authHook struct {
+	mqtt.HookBase
+	hub            *hub.Hub // nil: no devices yet (deny-by-default, or anonymous experiments)
+	allowAnonymous bool
+	metrics        *metrics.Metrics
+	log            *slog.Logger
+	srv            *mqtt.Server
+	inline         *mqtt.Client // publishes responses with MQTT 5 properties
+
+	conns sync.Map // client ID → *conn
+}
+
+func (h *authHook) ID() string { return "devicehub-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired:
+		return true
+	}
+	return false
+}
+
+func (h *authHook) refuseLogin(cl *mqtt.Client, reason string) bool {
+	h.metrics.AuthFailures.WithLabelValues("mqtt", reason).Inc()
+	h.log.Info("mqtt login refused", "client", truncate(cl.ID, 80), "remote", cl.Net.Remote, "reason", reason)
+	return false
+}
+
+func remoteIP(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
+
+// OnConnectAuthenticate: username = client ID = device ID, password = device secret.
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	username := string(cl.Properties.Username)
+	if username == "" || h.hub == nil {
+		if h.allowAnonymous {
+			h.conns.Store(cl.ID, &conn{anonymous: true, cl: cl})
+			return true
+		}
+		return h.refuseLogin(cl, "no_credentials_accepted")
+	}
+	// Identifiers with wildcards, '/', '$', NUL or control characters are refused outright,
+	// so a raw identity can never widen a topic pattern.
+	if devices.ValidIdentifier(cl.ID) != nil || devices.ValidIdentifier(username) != nil {
+		return h.refuseLogin(cl, "invalid_identifier")
+	}
+	// The client ID must be the device ID, checked before mochi hands over any existing
+	// session under that client ID (upstream #398): only the device itself inherits it.
+	if username != cl.ID {
+		return h.refuseLogin(cl, "client_id_mismatch")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+	defer cancel()
+	id, err := h.hub.AuthenticateDevice(ctx, username, string(pk.Connect.Password), remoteIP(cl.Net.Remote))
+	if err != nil {
+		if h.allowAnonymous {
+			// Local experiments: anyone gets in, whatever they present.
+			h.conns.Store(cl.ID, &conn{anonymous: true, cl: cl})
+			return true
+		}
+		return h.refuseLogin(cl, hub.ErrorCode(err))
+	}
+	// Will messages skip mochi's ACL (upstream #503): check the will here, at CONNECT.
+	if cl.Properties.Will.Flag > 0 {
+		if err := devices.AuthorizePublish(id, cl.Properties.Will.TopicName); err != nil {
+			h.metrics.ACLRefusals.WithLabelValues("will", devices.RefusalReason(err)).Inc()
+			h.audit(id, nil, "will", cl.Properties.Will.TopicName, err)
+			return h.refuseLogin(cl, "will_not_allowed")
+		}
+	}
+	h.conns.Store(cl.ID, &conn{id: id, cl: cl})
+	return true
+}
+
+// connOf returns who a client is. A session restored from the store after a restart has not
+// authenticated in this process: its identity comes from the hub (so queued messages still
+// reach an offline device that is entitled to them, and nothing reaches one that is not).
+func (h *authHook) connOf(cl *mqtt.Client) *conn {
+	if v, ok := h.conns.Load(cl.ID); ok {
+		return v.(*conn)
+	}
+	if h.hub == nil || cl.Net.Inline {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+	defer cancel()
+	id, err := h.hub.DeviceIdentity(ctx, cl.ID)
+	if err != nil {
+		return nil
+	}
+	c := &conn{id: id}
+	v, _ := h.conns.LoadOrStore(cl.ID, c)
+	return v.(*conn)
+}
+
+// forget removes what the hook knows of a client ID (its session was dropped or expired).
+func (h *authHook) forget(clientID string) { h.conns.Delete(clientID) }
+
+func (h *authHook) audit(id devices.Identity, c *conn, action, topic string, err error) {
+	if h.hub == nil || !id.Bound() {
+		return
+	}
+	if c != nil && c.refusals.Add(1) > maxAuditedRefusals {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+	defer cancel()
+	h.hub.RecordRefusal(ctx, id, action, topic, devices.RefusalReason(err))
+}
+
+// OnACLCheck decides every subscription filter and every inbound publish topic (and, through
+// mochi, retained messages on subscribe).
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	c := h.connOf(cl)
+	if c == nil {
+		return false
+	}
+	if c.anonymous {
+		return true
+	}
+	var err error
+	action := "subscribe"
+	if write {
+		action = "publish"
+		err = devices.AuthorizePublish(c.id, topic)
+	} else {
+		err = devices.AuthorizeSubscribe(c.id, topic)
+	}
+	if err == nil {
+		return true
+	}
+	reason := devices.RefusalReason(err)
+	h.metrics.ACLRefusals.WithLabelValues(action, reason).Inc()
+	h.log.Info("mqtt access refused", "device", c.id.DeviceID, "action", action, "topic", truncate(topic, 200), "reason", reason)
+	h.audit(c.id, c, action, topic, err)
+	return false
+}
+
+// OnPublish carries requests to the hub. A request is acknowledged and not fanned out
+// (CodeSuccessIgnore: the v3.1.1 and v5 acknowledgement path alike); its answer goes to the
+// device's response topic, or to the MQTT 5 response topic when the device named one of its
+// own topics, with the correlation data copied.
+func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	c := h.connOf(cl)
+	if c == nil || c.anonymous || h.hub == nil {
+		return pk, nil
+	}
+	devID, kind, _, ok := devices.ParseDeviceTopic(pk.TopicName)
+	if !ok || devID != c.id.DeviceID || kind != devices.KindRequest {
+		return pk, nil
+	}
+	h.handleRequest(cl, c, pk)
+	return pk, packets.CodeSuccessIgnore
+}
+
+func (h *authHook) handleRequest(cl *mqtt.Client, c *conn, pk packets.Packet) {
+	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+	defer cancel()
+	resp := devices.Response{}
+	req, err := devices.DecodeRequest(pk.Payload)
+	if err == nil {
+		resp.ID = req.ID
+		var result any
+		result, err = h.hub.HandleRequest(ctx, c.id, req)
+		if err == nil && result != nil {
+			resp.Result, err = json.Marshal(result)
+		}
+	} else {
+		resp.ID = salvageID(pk.Payload)
+		err = hubDecodeError(err)
+	}
+	if err != nil {
+		resp.Error = errorBody(err)
+		if resp.Error.Code == hub.EInternal {
+			h.log.Error("device request failed", "device", c.id.DeviceID, "op", req.Op, "error", err)
+		}
+	} else {
+		resp.OK = true
+	}
+	b, _ := json.Marshal(resp)
+	topic := devices.ResponseTopic(c.id.DeviceID)
+	out := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName:   topic,
+		Payload:     b,
+		PacketID:    1, // mochi never acknowledges the inline client's publishes, but validates the ID
+	}
+	if rt := pk.Properties.ResponseTopic; rt != "" && devices.AuthorizeSubscribe(c.id, rt) == nil && devices.ValidTopicName(rt) == nil {
+		out.TopicName = rt
+	}
+	out.Properties.CorrelationData = pk.Properties.CorrelationData
+	if err := h.srv.InjectPacket(h.inline, out); err != nil {
+		h.log.Warn("send response", "device", c.id.DeviceID, "error", err)
+	}
+}
+
+func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	c := h.connOf(cl)
+	if c == nil || c.anonymous || h.hub == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+	defer cancel()
+	h.hub.DeviceOnline(ctx, c.id.DeviceID, true)
+}
+
+func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	v, ok := h.conns.Load(cl.ID)
+	if !ok {
+		return
+	}
+	c := v.(*conn)
+	if c.cl != cl {
+		return // a newer connection of the same device owns the entry now
+	}
+	if expire {
+		h.conns.CompareAndDelete(cl.ID, c)
+	}
+	if c.anonymous || h.hub == nil {
+		return
+	}
+	// A takeover by the same device (a reconnect) is not going offline.
+	if cur, ok := h.srv.Clients.Get(cl.ID); ok && cur != cl && !cur.Closed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+	defer cancel()
+	h.hub.DeviceOnline(ctx, c.id.DeviceID, false)
+}
+
+// errorBody maps a hub error to the response's error (internal errors show no detail).
+func errorBody(err error) *devices.ErrorBody {
+	if e := hub.AsError(err); e != nil && e.Code != hub.EInternal {
+		return &devices.ErrorBody{Code: e.Code, Message: e.Message, Field: e.Field}
+	}
+	return &devices.ErrorBody{Code: hub.EInternal, Message: "internal error"}
+}
+
+func hubDecodeError(err error) error {
+	var de *devices.DecodeError
+	if errors.As(err, &de) {
+		return &hub.Error{Code: hub.EInvalid, Field: de.Field, Message: de.Message, Err: err}
+	}
+	return &hub.Error{Code: hub.EInvalid, Message: err.Error(), Err: err}
+}
+
+// salvageID recovers the request ID from a request that failed to decode, so the device can
+// match the error to its request.
+func salvageID(b []byte) string {
+	var v struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(b, &v) != nil || len(v.ID) > 64 {
+		return ""
+	}
+	return v.ID
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func (h *authHook) OnClientExpired(cl *mqtt.Client) { h.forget(cl.ID) }
