@@ -135,9 +135,9 @@ func TestRestartKeepsQueuedMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	apptest.Eventually(t, 10*time.Second, func() error {
-		v, err := db.BrokerState().List(context.Background(), "IFM")
+		v, err := db.ListBrokerState(context.Background(), "IFM")
 		if err == nil && !strings.Contains(fmt.Sprintf("%s", v), "phone-1") {
-			all, _ := db.BrokerState().List(context.Background(), "SUB")
+			all, _ := db.ListBrokerState(context.Background(), "SUB")
 			err = fmt.Errorf("message for phone-1 not persisted yet (in flight: %s; subscriptions: %s)\n%s", v, all, p.Logs())
 		}
 		return err
@@ -191,7 +191,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil || res != "ok" {
 		t.Fatalf("integrity_check = %q, %v", res, err)
 	}
-	subs, err := db.BrokerState().List(context.Background(), "SUB")
+	subs, err := db.ListBrokerState(context.Background(), "SUB")
 	if err != nil || len(subs) != 1 {
 		t.Fatalf("persisted subscriptions = %d, %v", len(subs), err)
 	}

@@ -428,3 +428,39 @@ func TestConnectRules(t *testing.T) {
 		}
 	})
 }
+
+// TestDevicesLeaveNoRetainedState: a device's retained publish is not kept, so nothing of it
+// reaches a later subscriber (such as the device's next owner).
+func TestDevicesLeaveNoRetainedState(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	band, _, bound := w.bindBand(t)
+	if err := bound.Publish(ctx, devices.RequestTopic(band.DeviceID), 1, true, []byte(`{"id":"ret","op":"bind_code"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := bound.Publish(ctx, devices.TelemetryTopic(band.DeviceID, "steps"), 1, true, []byte(`{"seq":1,"ts":"2026-01-01T00:00:00Z","count":5}`)); err != nil {
+		t.Fatal(err)
+	}
+	bound.Close()
+	fresh := w.connect(t, band.DeviceID, band.Secret)
+	got := make(chan string, 4)
+	if err := fresh.Subscribe(ctx, devices.DeviceFilter(band.DeviceID), 1, func(topic string, _ []byte) { got <- topic }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case topic := <-got:
+		t.Fatalf("a retained message survived on %s", topic)
+	case <-time.After(500 * time.Millisecond):
+	}
+	// Failed logins leave no session behind in the store either.
+	_, _ = rawConnect(w.h.MQTTURL(), "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa", "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa", "nope", nil)
+	clients, err := w.h.DB().ListBrokerState(ctx, "CL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		if strings.Contains(string(c), "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa") {
+			t.Fatal("a refused login left a stored session")
+		}
+	}
+}

@@ -22,7 +22,8 @@ type BrokerState struct {
 	group *groupCommitter
 }
 
-// BrokerState returns the broker-state view of the database. Writes are group-committed.
+// BrokerState returns the broker-state writer of the database (writes are group-committed).
+// Each call starts a writer goroutine that Close stops: call it once per process.
 func (db *DB) BrokerState() *BrokerState {
 	return &BrokerState{db: db, group: newGroupCommitter(db, "broker_state.apply", 512)}
 }
@@ -54,7 +55,13 @@ func (s *BrokerState) Apply(ctx context.Context, ops ...BrokerStateOp) error {
 
 // List returns every stored value of one kind.
 func (s *BrokerState) List(ctx context.Context, kind string) ([][]byte, error) {
-	rows, err := s.db.reader.QueryContext(ctx, `SELECT value FROM broker_state WHERE kind = ? ORDER BY key`, kind)
+	return s.db.ListBrokerState(ctx, kind)
+}
+
+// ListBrokerState reads the broker's stored state of one kind (for tools and tests; it
+// starts no writer).
+func (db *DB) ListBrokerState(ctx context.Context, kind string) ([][]byte, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT value FROM broker_state WHERE kind = ? ORDER BY key`, kind)
 	if err != nil {
 		return nil, fmt.Errorf("list broker state %s: %w", kind, err)
 	}
