@@ -9,22 +9,25 @@ import (
 )
 
 // statusOf is the one table from hub error codes to HTTP statuses. Codes not listed are 500.
-var statusOf = map[string]int{
-	hub.EInvalid:         http.StatusBadRequest,
-	hub.EInvalidCode:     http.StatusBadRequest,
-	hub.EStale:           http.StatusConflict,
-	hub.EUnauthorized:    http.StatusUnauthorized,
-	hub.EForbidden:       http.StatusForbidden,
-	hub.EChallengeFailed: http.StatusForbidden,
-	hub.EAccountPending:  http.StatusForbidden,
-	hub.ENotSameAccount:  http.StatusForbidden,
-	hub.ENotFound:        http.StatusNotFound,
-	hub.EConflict:        http.StatusConflict,
-	hub.EDeviceLocked:    http.StatusConflict,
-	hub.ENotBound:        http.StatusConflict,
-	hub.ENotPairable:     http.StatusConflict,
-	hub.ETooLarge:        http.StatusRequestEntityTooLarge,
-	hub.ERateLimited:     http.StatusTooManyRequests,
+// (A switch rather than a package-level map: nothing can change it at run time.)
+func statusOf(code string) (int, bool) {
+	switch code {
+	case hub.EInvalid, hub.EInvalidCode:
+		return http.StatusBadRequest, true
+	case hub.EStale, hub.EConflict, hub.EDeviceLocked, hub.ENotBound, hub.ENotPairable:
+		return http.StatusConflict, true
+	case hub.EUnauthorized:
+		return http.StatusUnauthorized, true
+	case hub.EForbidden, hub.EChallengeFailed, hub.EAccountPending, hub.ENotSameAccount:
+		return http.StatusForbidden, true
+	case hub.ENotFound:
+		return http.StatusNotFound, true
+	case hub.ETooLarge:
+		return http.StatusRequestEntityTooLarge, true
+	case hub.ERateLimited:
+		return http.StatusTooManyRequests, true
+	}
+	return 0, false
 }
 
 // errorBody is the JSON shape of every error answer.
@@ -50,7 +53,7 @@ func writeError(w http.ResponseWriter, err error) {
 	e := hub.AsError(err)
 	status, known := 0, false
 	if e != nil {
-		status, known = statusOf[e.Code]
+		status, known = statusOf(e.Code)
 	}
 	if !known {
 		logInternal(w, err)

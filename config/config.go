@@ -117,30 +117,33 @@ type key struct {
 	usage  string
 }
 
-// Keys lists every configuration key, in the order README shows them.
-var keys = []key{
-	{"broker.tcp_addr", "127.0.0.1:1883", false, "MQTT over TCP listener address (empty turns it off)"},
-	{"broker.ws_addr", "127.0.0.1:8083", false, "MQTT over WebSocket listener address, path /mqtt (empty turns it off)"},
-	{"broker.allow_anonymous", false, false, "accept MQTT clients without credentials (local experiments only; refused with a non-loopback listener)"},
-	{"broker.max_packet_size", 256 * 1024, false, "largest MQTT packet accepted from an authenticated client, in bytes"},
-	{"broker.max_connect_packet_size", 4096, false, "largest packet accepted before CONNECT is authenticated, in bytes"},
-	{"http.addr", "127.0.0.1:8080", false, "HTTP API, /metrics, /healthz, /readyz and web portal address"},
-	{"store.path", "./data/devicehub.db", false, "SQLite database file (its folder is created)"},
-	{"store.synchronous", "FULL", false, "SQLite synchronous pragma: FULL survives power loss, NORMAL only a process crash"},
-	{"store.busy_timeout", "5s", false, "how long a store connection waits for a lock"},
-	{"tls.cert_file", "", false, "PEM certificate; with tls.key_file turns on TLS for MQTT, WebSocket and HTTP"},
-	{"tls.key_file", "", false, "PEM private key for tls.cert_file"},
-	{"log.level", "info", false, "debug, info, warn or error"},
-	{"log.format", "text", false, "text or json"},
-	{"admin.token", "", true, "bearer token for the admin-only HTTP endpoints (empty turns them off)"},
-	{"notify.driver", "outbox", false, "how codes are delivered: outbox (kept for development), smtp or webhook"},
-	{"notify.webhook_url", "", false, "SMS/email gateway URL for the webhook driver (JSON POST)"},
-	{"notify.public_url", "http://127.0.0.1:8080", false, "the hub's address as people reach it, for links in emails"},
-	{"notify.smtp.host", "", false, "SMTP server host for the smtp driver"},
-	{"notify.smtp.port", 587, false, "SMTP server port"},
-	{"notify.smtp.username", "", false, "SMTP user name"},
-	{"notify.smtp.password", "", true, "SMTP password"},
-	{"notify.smtp.from", "", false, "sender address of emails"},
+// keyList lists every configuration key, in the order README shows them. A function, not a
+// package variable, so nothing can change the list at run time.
+func keyList() []key {
+	return []key{
+		{"broker.tcp_addr", "127.0.0.1:1883", false, "MQTT over TCP listener address (empty turns it off)"},
+		{"broker.ws_addr", "127.0.0.1:8083", false, "MQTT over WebSocket listener address, path /mqtt (empty turns it off)"},
+		{"broker.allow_anonymous", false, false, "accept MQTT clients without credentials (local experiments only; refused with a non-loopback listener)"},
+		{"broker.max_packet_size", 256 * 1024, false, "largest MQTT packet accepted from an authenticated client, in bytes"},
+		{"broker.max_connect_packet_size", 4096, false, "largest packet accepted before CONNECT is authenticated, in bytes"},
+		{"http.addr", "127.0.0.1:8080", false, "HTTP API, /metrics, /healthz, /readyz and web portal address"},
+		{"store.path", "./data/devicehub.db", false, "SQLite database file (its folder is created)"},
+		{"store.synchronous", "FULL", false, "SQLite synchronous pragma: FULL survives power loss, NORMAL only a process crash"},
+		{"store.busy_timeout", "5s", false, "how long a store connection waits for a lock"},
+		{"tls.cert_file", "", false, "PEM certificate; with tls.key_file turns on TLS for MQTT, WebSocket and HTTP"},
+		{"tls.key_file", "", false, "PEM private key for tls.cert_file"},
+		{"log.level", "info", false, "debug, info, warn or error"},
+		{"log.format", "text", false, "text or json"},
+		{"admin.token", "", true, "bearer token for the admin-only HTTP endpoints (empty turns them off)"},
+		{"notify.driver", "outbox", false, "how codes are delivered: outbox (kept for development), smtp or webhook"},
+		{"notify.webhook_url", "", false, "SMS/email gateway URL for the webhook driver (JSON POST)"},
+		{"notify.public_url", "http://127.0.0.1:8080", false, "the hub's address as people reach it, for links in emails"},
+		{"notify.smtp.host", "", false, "SMTP server host for the smtp driver"},
+		{"notify.smtp.port", 587, false, "SMTP server port"},
+		{"notify.smtp.username", "", false, "SMTP user name"},
+		{"notify.smtp.password", "", true, "SMTP password"},
+		{"notify.smtp.from", "", false, "sender address of emails"},
+	}
 }
 
 // KeyInfo is the public description of one key.
@@ -151,8 +154,8 @@ type KeyInfo struct {
 
 // Keys describes every configuration key.
 func Keys() []KeyInfo {
-	out := make([]KeyInfo, 0, len(keys))
-	for _, k := range keys {
+	out := make([]KeyInfo, 0, len(keyList()))
+	for _, k := range keyList() {
 		out = append(out, KeyInfo{Name: k.name, Env: EnvName(k.name), Default: fmt.Sprint(k.def), Usage: k.usage, Secret: k.secret})
 	}
 	return out
@@ -188,7 +191,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // AddFlags declares one flag per key on fs.
 func AddFlags(fs *pflag.FlagSet) {
-	for _, k := range keys {
+	for _, k := range keyList() {
 		name := FlagName(k.name)
 		switch d := k.def.(type) {
 		case bool:
@@ -205,7 +208,7 @@ func AddFlags(fs *pflag.FlagSet) {
 // the working directory when present), the environment and the flags that were set.
 func Load(file string, fs *pflag.FlagSet, environ []string) (*Config, error) {
 	v := viper.New()
-	for _, k := range keys {
+	for _, k := range keyList() {
 		v.SetDefault(k.name, k.def)
 	}
 	if file == "" {
@@ -230,13 +233,13 @@ func Load(file string, fs *pflag.FlagSet, environ []string) (*Config, error) {
 			env[k] = val
 		}
 	}
-	for _, k := range keys {
+	for _, k := range keyList() {
 		if val, ok := env[EnvName(k.name)]; ok {
 			v.Set(k.name, val)
 		}
 	}
 	if fs != nil {
-		for _, k := range keys {
+		for _, k := range keyList() {
 			if f := fs.Lookup(FlagName(k.name)); f != nil && f.Changed {
 				v.Set(k.name, f.Value.String())
 			}
@@ -252,7 +255,7 @@ func checkUnknown(file string) error {
 		return &Error{Key: "config", Value: file, Reason: "cannot read the configuration file", Err: err}
 	}
 	known := map[string]bool{}
-	for _, k := range keys {
+	for _, k := range keyList() {
 		known[k.name] = true
 	}
 	var unknown []string
@@ -475,8 +478,8 @@ func (c *Config) Redacted() [][2]string {
 		"notify.smtp.password":           c.Notify.SMTP.Password,
 		"notify.smtp.from":               c.Notify.SMTP.From,
 	}
-	out := make([][2]string, 0, len(keys))
-	for _, k := range keys {
+	out := make([][2]string, 0, len(keyList()))
+	for _, k := range keyList() {
 		v := vals[k.name]
 		if k.secret && v != "" {
 			v = "[redacted]"
@@ -489,7 +492,7 @@ func (c *Config) Redacted() [][2]string {
 // Default returns the configuration with every default, for tests and the embedded simulator.
 func Default() *Config {
 	v := viper.New()
-	for _, k := range keys {
+	for _, k := range keyList() {
 		v.SetDefault(k.name, k.def)
 	}
 	c, err := fromViper(v)
