@@ -180,7 +180,7 @@ func (db *DB) RenameDevice(ctx context.Context, deviceID, name string) error {
 
 // SetDeviceOnline records presence.
 func (db *DB) SetDeviceOnline(ctx context.Context, deviceID string, online bool, at time.Time) error {
-	return db.tx(ctx, "devices.presence", func(tx *sql.Tx) error {
+	return db.small.do(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE devices SET online = ?, last_seen_at = ? WHERE id = ?`, online, ms(at), deviceID)
 		return wrapf(err, "device presence")
 	})
@@ -188,7 +188,7 @@ func (db *DB) SetDeviceOnline(ctx context.Context, deviceID string, online bool,
 
 // AppendAudit adds an audit entry.
 func (db *DB) AppendAudit(ctx context.Context, e hub.AuditEntry) error {
-	return db.tx(ctx, "audit.append", func(tx *sql.Tx) error {
+	return db.small.do(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO audit(account_id, device_id, event, detail, actor, at) VALUES(?, ?, ?, ?, ?, ?)`,
 			e.AccountID, e.DeviceID, e.Event, e.Detail, e.Actor, ms(e.At))
 		return wrapf(err, "append audit")

@@ -51,6 +51,9 @@ type DB struct {
 	log    *slog.Logger
 	// Observe, when set, is told how long each store operation took (for /metrics).
 	observe func(op string, d time.Duration)
+	// small group-commits small independent writes (device presence, audit entries), so a
+	// reconnect storm of thousands of devices costs a few commits, not one fsync each.
+	small *groupCommitter
 }
 
 // Open creates the folder and the database file if needed, applies the pragmas, and runs the
@@ -120,6 +123,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	db.small = newGroupCommitter(db, "small_writes", 1024)
 	return db, nil
 }
 
@@ -176,6 +180,9 @@ func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
 // Close checkpoints the WAL into the main file and closes every connection.
 func (db *DB) Close() error {
 	var errs []error
+	if db.small != nil {
+		db.small.close()
+	}
 	if db.reader != nil {
 		errs = append(errs, db.reader.Close())
 	}
