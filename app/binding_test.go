@@ -415,7 +415,8 @@ func TestConnectRules(t *testing.T) {
 		}
 	})
 	t.Run("throttled after repeated failures", func(t *testing.T) {
-		for range 6 {
+		// Nine failures: the wait is then 16 s, far longer than the next attempt takes.
+		for range 9 {
 			_, _ = rawConnect(w.h.MQTTURL(), w.borisPhone.DeviceID, w.borisPhone.DeviceID, "wrong", nil)
 		}
 		// Even the right secret is refused while the back-off lasts.

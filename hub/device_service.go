@@ -207,9 +207,9 @@ func (h *Hub) rebind(ctx context.Context, d Device, accountID, secret string, no
 func (h *Hub) AuthenticateDevice(ctx context.Context, deviceID, secret, remoteIP string) (devices.Identity, error) {
 	now := h.clock.Now()
 	refused := Errorf(EUnauthorized, "bad device ID or secret")
-	if d := max(backoff(h.dev.authByID.get(deviceID, now), 5, time.Second, 5*time.Minute),
-		backoff(h.dev.authByIP.get(remoteIP, now), 20, time.Second, 5*time.Minute)); d > 0 {
-		h.dev.authByID.add(deviceID, now)
+	// Attempts during the wait are refused without being counted: an attacker who keeps
+	// trying cannot stretch the wait and lock the real device out.
+	if d := max(waitLeft(h.dev.authByID.get(deviceID, now), 5, now), waitLeft(h.dev.authByIP.get(remoteIP, now), 20, now)); d > 0 {
 		return devices.Identity{}, rateLimited(d, "too many failed logins; wait before trying again")
 	}
 	fail := func() (devices.Identity, error) {
@@ -240,6 +240,12 @@ func (h *Hub) AuthenticateDevice(ctx context.Context, deviceID, secret, remoteIP
 		return devices.Identity{DeviceID: d.ID, Type: d.Type}, nil
 	}
 	return fail()
+}
+
+// waitLeft is how much of the back-off after failures is still to run: from 1 s after the
+// threshold, doubling with each further failure, at most 5 minutes.
+func waitLeft(f failures, threshold int, now time.Time) time.Duration {
+	return f.last.Add(backoff(f, threshold, time.Second, 5*time.Minute)).Sub(now)
 }
 
 // DeviceIdentity returns who a device is now, for a session that did not authenticate in
