@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devicehub/devicehub/simulator"
+)
+
+// simTarget are the flags that choose the hub a simulation runs against.
+type simTarget struct {
+	hub        string
+	adminToken string
+	embedded   bool
+	verbose    bool
+}
+
+func (t *simTarget) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&t.hub, "hub", "", "a running hub: mqtt=HOST:PORT,http=HOST:PORT")
+	cmd.Flags().StringVar(&t.adminToken, "admin-token", "", "the hub's admin.token (default $DEVICEHUB_ADMIN_TOKEN)")
+	cmd.Flags().BoolVar(&t.embedded, "embedded", false, "start a hub in this process on free loopback ports with a temporary database")
+	cmd.Flags().BoolVar(&t.verbose, "verbose", false, "log the embedded hub's and the simulator's details to stderr")
+}
+
+// open returns the target and a function that stops the embedded hub (a no-op for --hub).
+func (c *cli) simOpen(ctx context.Context, t *simTarget) (simulator.Target, func(), *slog.Logger, error) {
+	level := slog.LevelWarn
+	if t.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	switch {
+	case t.embedded && t.hub != "":
+		return simulator.Target{}, nil, nil, &exitError{code: 2, err: errors.New("use either --embedded or --hub")}
+	case t.embedded:
+		e, target, err := simulator.StartEmbedded(ctx, log.With("component", "embedded-hub"))
+		if err != nil {
+			return simulator.Target{}, nil, nil, err
+		}
+		stop := func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := e.Close(sctx); err != nil {
+				log.Warn("embedded hub shutdown", "error", err)
+			}
+		}
+		return target, stop, log, nil
+	case t.hub != "":
+		target, err := simulator.ParseHub(t.hub)
+		if err != nil {
+			return simulator.Target{}, nil, nil, &exitError{code: 2, err: err}
+		}
+		target.AdminToken = t.adminToken
+		if target.AdminToken == "" {
+			target.AdminToken = envValue(c.environ, "DEVICEHUB_ADMIN_TOKEN")
+		}
+		if target.AdminToken == "" {
+			return simulator.Target{}, nil, nil, &exitError{code: 2, err: errors.New("--hub needs the hub's admin token: --admin-token or DEVICEHUB_ADMIN_TOKEN")}
+		}
+		return target, func() {}, log, nil
+	}
+	return simulator.Target{}, nil, nil, &exitError{code: 2, err: errors.New("say which hub: --embedded or --hub mqtt=HOST:PORT,http=HOST:PORT")}
+}
+
+func envValue(environ []string, key string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func (c *cli) simCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "sim", Short: "Simulate people, phones, bands and scales against a hub (docs/simulator.md)"}
+	cmd.AddCommand(c.simScenarioCmd(), c.simLoadCmd())
+	return cmd
+}
+
+func (c *cli) simScenarioCmd() *cobra.Command {
+	var t simTarget
+	var asJSON bool
+	var stepTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "scenario",
+		Short: "Play the story (register, bind, pair, sync, lost mode, sell) and report each step; exit 0 only if all pass",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			target, stop, log, err := c.simOpen(cmd.Context(), &t)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			rep := simulator.RunScenario(cmd.Context(), simulator.ScenarioOptions{
+				Target: target, StepTimeout: stepTimeout, Logger: log,
+				OnStep: func(i, n int, r simulator.StepResult) {
+					status := "ok  "
+					if !r.OK {
+						status = "FAIL"
+					}
+					out := c.stdout
+					if asJSON {
+						out = c.stderr // stdout holds only the JSON document
+					}
+					fmt.Fprintf(out, "%2d/%d %s %-31s %5d ms  %s\n", i, n, status, r.Name, r.MS, r.Detail)
+				},
+			})
+			if asJSON {
+				enc := json.NewEncoder(c.stdout)
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			}
+			if !rep.OK {
+				failed := 0
+				for _, s := range rep.Steps {
+					if !s.OK {
+						failed++
+					}
+				}
+				return &exitError{code: 1, err: fmt.Errorf("scenario: %d of %d steps did not pass", failed, len(rep.Steps))}
+			}
+			return nil
+		},
+	}
+	t.addFlags(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document with every step at the end (progress goes to stderr)")
+	cmd.Flags().DurationVar(&stepTimeout, "step-timeout", 30*time.Second, "bound on each step")
+	return cmd
+}
+
+func (c *cli) simLoadCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "load",
+		Short: "Load test (coming next)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return errors.New("sim load is not written yet")
+		},
+	}
+}

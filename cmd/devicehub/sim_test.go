@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/devicehub/devicehub/simulator"
+)
+
+// implementedSteps are the scenario steps whose hub features have landed: each must pass.
+// Extend it as features land (pairing and relay: issue 8; lost mode: issue 9). A step not
+// listed here must still be reported, passing or "not implemented", never left out.
+func implementedSteps() map[string]bool {
+	return map[string]bool{
+		simulator.StepRegisterEmail:               true,
+		simulator.StepRegisterPhone:               true,
+		simulator.StepLogin:                       true,
+		simulator.StepPasswordReset:               true,
+		simulator.StepBindPhone:                   true,
+		simulator.StepBindBand:                    true,
+		simulator.StepBindScale:                   true,
+		simulator.StepActivationLock:              true,
+		simulator.StepCrossAccountSubscribeDenied: true,
+		simulator.StepUnbindRequiresPassword:      true,
+	}
+}
+
+// TestSimScenarioEmbedded runs `devicehub sim scenario --embedded --json` and requires every
+// step to be reported, in order, and every implemented step to pass.
+func TestSimScenarioEmbedded(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"sim", "scenario", "--embedded", "--json"}, nil, &stdout, &stderr)
+	t.Logf("progress:\n%s", stderr.String())
+	var rep simulator.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON report: %v\n%s", err, stdout.String())
+	}
+	names := simulator.StepNames()
+	if len(rep.Steps) != len(names) {
+		t.Fatalf("%d steps reported, want %d", len(rep.Steps), len(names))
+	}
+	required := implementedSteps()
+	allOK := true
+	for i, s := range rep.Steps {
+		if s.Name != names[i] {
+			t.Errorf("step %d is %q, want %q", i+1, s.Name, names[i])
+		}
+		allOK = allOK && s.OK
+		switch {
+		case required[s.Name] && !s.OK:
+			t.Errorf("step %s must pass: %s", s.Name, s.Detail)
+		case !s.OK:
+			// Its feature is still being built: reported, not required yet.
+			t.Logf("step %s (not required yet): %s", s.Name, s.Detail)
+		}
+	}
+	if rep.OK != allOK {
+		t.Errorf("report ok=%v, but its steps say %v", rep.OK, allOK)
+	}
+	if wantCode := map[bool]int{true: 0, false: 1}[allOK]; code != wantCode {
+		t.Errorf("exit code %d, want %d", code, wantCode)
+	}
+}

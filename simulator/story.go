@@ -1,0 +1,742 @@
+package simulator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/devicehub/devicehub/apiclient"
+	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/devices/client"
+	"github.com/devicehub/devicehub/hub"
+)
+
+// quiet is how long a step listens for something that must not arrive, after it has seen
+// the traffic that would have carried it.
+const quiet = 500 * time.Millisecond
+
+// story is the scenario's world: Anna and Boris, their sessions and devices.
+type story struct {
+	t   Target
+	log *slog.Logger
+	api *apiclient.Client
+
+	annaEmail, annaPassword, annaOldPassword string
+	borisNumber, borisPassword               string
+	annaContact                              string
+	anna, boris                              *apiclient.Client // signed in
+	annaID, borisID                          string
+
+	annaPhone, borisPhone *device
+	band, scale           *device
+	annaInbox             *inbox
+	annaHandset           handset
+	lastAcked             int64 // highest sync cursor Anna's phone acknowledged
+}
+
+func newStory(t Target, log *slog.Logger) *story {
+	// Fresh identifiers each run, so the story can be played again against the same hub.
+	run := strings.ToLower(hub.RandomToken(5))
+	return &story{
+		t: t, log: log, api: t.API(),
+		annaEmail:     "anna+" + run + "@example.com",
+		annaPassword:  "anna-likes-long-walks-" + run,
+		borisNumber:   fmt.Sprintf("+1415555%04d", randInt(10000)),
+		borisPassword: "boris-rides-a-bike-" + run,
+		annaContact:   "+1 (415) 555-0123",
+	}
+}
+
+func (s *story) close() {
+	for _, d := range []*device{s.annaPhone, s.borisPhone, s.band, s.scale} {
+		if d != nil {
+			d.disconnect()
+		}
+	}
+}
+
+// 1. Anna registers by email, solves the challenge, confirms by code from the outbox.
+func (s *story) registerEmail(ctx context.Context) (string, error) {
+	if err := s.api.Register(ctx, s.annaEmail, s.annaPassword); err != nil {
+		return "", fmt.Errorf("register: %w", err)
+	}
+	code, err := s.api.LatestCode(ctx, s.annaEmail, "confirm")
+	if err != nil {
+		return "", err
+	}
+	if err := s.api.Confirm(ctx, s.annaEmail, code); err != nil {
+		return "", fmt.Errorf("confirm: %w", err)
+	}
+	return s.annaEmail + " confirmed with the emailed code", nil
+}
+
+// 2. Boris registers by phone number and confirms by SMS code.
+func (s *story) registerPhone(ctx context.Context) (string, error) {
+	if err := s.api.Register(ctx, s.borisNumber, s.borisPassword); err != nil {
+		return "", fmt.Errorf("register: %w", err)
+	}
+	code, err := s.api.LatestCode(ctx, s.borisNumber, "")
+	if err != nil {
+		return "", err
+	}
+	if err := s.api.Confirm(ctx, s.borisNumber, code); err != nil {
+		return "", fmt.Errorf("confirm: %w", err)
+	}
+	return s.borisNumber + " confirmed with the SMS code", nil
+}
+
+// 3. Both sign in.
+func (s *story) login(ctx context.Context) (string, error) {
+	la, err := s.api.Login(ctx, s.annaEmail, s.annaPassword)
+	if err != nil {
+		return "", fmt.Errorf("anna: %w", err)
+	}
+	lb, err := s.api.Login(ctx, s.borisNumber, s.borisPassword)
+	if err != nil {
+		return "", fmt.Errorf("boris: %w", err)
+	}
+	s.anna, s.annaID = s.api.WithToken(la.Token), la.AccountID
+	s.boris, s.borisID = s.api.WithToken(lb.Token), lb.AccountID
+	if _, err := s.anna.Devices(ctx); err != nil {
+		return "", fmt.Errorf("anna's session: %w", err)
+	}
+	return "anna " + s.annaID + ", boris " + s.borisID, nil
+}
+
+// 4. Anna forgets her password, resets it by code, old sessions stop working.
+func (s *story) passwordReset(ctx context.Context) (string, error) {
+	old := s.anna
+	if err := s.api.Forgot(ctx, s.annaEmail); err != nil {
+		return "", fmt.Errorf("forgot: %w", err)
+	}
+	code, err := s.api.LatestCode(ctx, s.annaEmail, "reset")
+	if err != nil {
+		return "", err
+	}
+	s.annaOldPassword, s.annaPassword = s.annaPassword, s.annaPassword+"-new"
+	if err := s.api.Reset(ctx, s.annaEmail, code, s.annaPassword); err != nil {
+		return "", fmt.Errorf("reset: %w", err)
+	}
+	if _, err := old.Devices(ctx); apiclient.Code(err) != hub.EUnauthorized {
+		return "", fmt.Errorf("the session from before the reset still works (answer: %v)", err)
+	}
+	if _, err := s.api.Login(ctx, s.annaEmail, s.annaOldPassword); apiclient.Code(err) != hub.EUnauthorized {
+		return "", fmt.Errorf("the old password still signs in (answer: %v)", err)
+	}
+	la, err := s.api.Login(ctx, s.annaEmail, s.annaPassword)
+	if err != nil {
+		return "", fmt.Errorf("login with the new password: %w", err)
+	}
+	s.anna = s.api.WithToken(la.Token)
+	return "old session and old password refused; new password signs in", nil
+}
+
+// 5. Anna signs in on her phone: it is registered and bound.
+func (s *story) bindPhone(ctx context.Context) (string, error) {
+	cr, err := s.anna.RegisterDevice(ctx, "phone", "Anna's phone", "imei-anna-"+s.annaID)
+	if err != nil {
+		return "", fmt.Errorf("register phone: %w", err)
+	}
+	if cr.AccountID != s.annaID {
+		return "", fmt.Errorf("phone registered to %q, want %q", cr.AccountID, s.annaID)
+	}
+	p := newDevice(cr.DeviceID, devices.Phone)
+	p.secret = cr.Secret
+	if err := p.connect(ctx, s.t, p.secret, true); err != nil {
+		return "", fmt.Errorf("phone connect: %w", err)
+	}
+	s.annaPhone = p
+	if err := s.subscribeAnnaSync(ctx); err != nil {
+		return "", err
+	}
+	ds, err := s.anna.Devices(ctx)
+	if err != nil {
+		return "", err
+	}
+	if !hasDevice(ds, p.id) {
+		return "", fmt.Errorf("phone %s not in Anna's devices", p.id)
+	}
+	return "phone " + p.id + " bound and connected", nil
+}
+
+// subscribeAnnaSync (re)subscribes Anna's phone to her account's sync stream, with a fresh
+// inbox.
+func (s *story) subscribeAnnaSync(ctx context.Context) error {
+	s.annaInbox = newInbox()
+	if err := s.annaPhone.conn.Subscribe(ctx, devices.SyncFilter(s.annaID), 1, s.annaInbox.handler); err != nil {
+		return fmt.Errorf("phone subscribe to its account's sync stream: %w", err)
+	}
+	return nil
+}
+
+func hasDevice(ds []apiclient.Device, id string) bool {
+	for _, d := range ds {
+		if d.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// provision makes one factory gadget and connects it with its factory secret.
+func (s *story) provision(ctx context.Context, typ devices.Type) (*device, error) {
+	cs, err := s.api.Provision(ctx, string(typ), 1)
+	if err != nil {
+		return nil, fmt.Errorf("provision %s: %w", typ, err)
+	}
+	if len(cs) != 1 {
+		return nil, fmt.Errorf("provision %s: got %d devices", typ, len(cs))
+	}
+	d := newDevice(cs[0].DeviceID, typ)
+	d.factory = cs[0].Secret
+	if err := d.connect(ctx, s.t, d.factory, false); err != nil {
+		return nil, fmt.Errorf("%s connect with factory secret: %w", typ, err)
+	}
+	return d, nil
+}
+
+// 6. Anna binds her band with the code the band shows (from her phone, over MQTT).
+func (s *story) bindBand(ctx context.Context) (string, error) {
+	band, err := s.provision(ctx, devices.Band)
+	if err != nil {
+		return "", err
+	}
+	s.band = band
+	code, err := band.bindCode(ctx)
+	if err != nil {
+		return "", err
+	}
+	raw, err := s.annaPhone.request(ctx, devices.OpBind, devices.BindArgs{DeviceID: band.id, Code: code})
+	if err != nil {
+		return "", fmt.Errorf("phone bind: %w", err)
+	}
+	res, err := decodeInto[devices.BindResult](raw)
+	if err != nil {
+		return "", err
+	}
+	if res.DeviceID != band.id || res.AccountID != s.annaID {
+		return "", fmt.Errorf("bind result %s", raw)
+	}
+	if err := band.awaitBound(ctx, s.t, s.annaID); err != nil {
+		return "", err
+	}
+	return "band " + band.id + " bound from the phone with code shown by the band; reconnected with its binding secret", nil
+}
+
+// 7. Anna binds her scale (this time from the web API).
+func (s *story) bindScale(ctx context.Context) (string, error) {
+	scale, err := s.provision(ctx, devices.Scale)
+	if err != nil {
+		return "", err
+	}
+	s.scale = scale
+	code, err := scale.bindCode(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := s.anna.Bind(ctx, scale.id, code); err != nil {
+		return "", fmt.Errorf("bind over HTTP: %w", err)
+	}
+	if err := scale.awaitBound(ctx, s.t, s.annaID); err != nil {
+		return "", err
+	}
+	return "scale " + scale.id + " bound over HTTP", nil
+}
+
+// 8. Boris tries to bind Anna's band: device_locked, over HTTP and from his phone.
+func (s *story) activationLock(ctx context.Context) (string, error) {
+	code, err := s.band.bindCode(ctx)
+	if err != nil {
+		return "", err
+	}
+	err = s.boris.Bind(ctx, s.band.id, code)
+	var ae *apiclient.Error
+	if !errors.As(err, &ae) || ae.Code != hub.EDeviceLocked {
+		return "", fmt.Errorf("Boris binding Anna's band over HTTP: got %v, want device_locked", err)
+	}
+	if strings.Contains(ae.Message, s.annaID) || strings.Contains(ae.Message, "anna") {
+		return "", fmt.Errorf("the refusal names the owner: %q", ae.Message)
+	}
+	cr, err := s.boris.RegisterDevice(ctx, "phone", "Boris's phone", "imei-boris-"+s.borisID)
+	if err != nil {
+		return "", fmt.Errorf("register Boris's phone: %w", err)
+	}
+	bp := newDevice(cr.DeviceID, devices.Phone)
+	bp.secret = cr.Secret
+	if err := bp.connect(ctx, s.t, bp.secret, true); err != nil {
+		return "", fmt.Errorf("Boris's phone connect: %w", err)
+	}
+	s.borisPhone = bp
+	if _, err := bp.request(ctx, devices.OpBind, devices.BindArgs{DeviceID: s.band.id, Code: code}); remoteCode(err) != hub.EDeviceLocked {
+		return "", fmt.Errorf("Boris's phone binding Anna's band: got %v, want device_locked", err)
+	}
+	audit, err := s.anna.Audit(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range audit {
+		if e.Event == hub.AuditBindRefused && e.DeviceID == s.band.id {
+			return "device_locked over HTTP and MQTT; Anna's audit log records the attempt", nil
+		}
+	}
+	return "", errors.New("Anna's audit log lacks the refused binding")
+}
+
+// pair pairs a controller with a gadget and waits for both "paired" commands.
+func pair(ctx context.Context, ctl, gadget *device) error {
+	if _, err := ctl.request(ctx, devices.OpPair, devices.PairArgs{DeviceID: gadget.id}); err != nil {
+		return notImplemented(fmt.Errorf("pair %s with %s: %w", ctl.id, gadget.id, err))
+	}
+	for _, side := range []struct{ d, peer *device }{{ctl, gadget}, {gadget, ctl}} {
+		cmd, err := side.d.waitCommand(ctx, devices.CmdPaired, func(c devices.Command) bool {
+			a, err := decodeInto[devices.PairedArgs](c.Args)
+			return err == nil && a.PeerID == side.peer.id
+		})
+		if err != nil {
+			return err
+		}
+		a, _ := decodeInto[devices.PairedArgs](cmd.Args)
+		if err := a.Validate(); err != nil {
+			return fmt.Errorf("paired command to %s: %w", side.d.id, err)
+		}
+	}
+	return nil
+}
+
+// 9. Anna pairs band and phone (and the scale with the phone, for the relay step).
+func (s *story) pairBandPhone(ctx context.Context) (string, error) {
+	if err := pair(ctx, s.annaPhone, s.band); err != nil {
+		return "", err
+	}
+	if err := pair(ctx, s.annaPhone, s.scale); err != nil {
+		return "", err
+	}
+	return "band and scale paired with the phone; both sides got a link key", nil
+}
+
+// 10. Boris's phone tries to pair with Anna's band: refused.
+func (s *story) crossAccountPairDenied(ctx context.Context) (string, error) {
+	_, err := s.borisPhone.request(ctx, devices.OpPair, devices.PairArgs{DeviceID: s.band.id})
+	if err = notImplemented(err); errors.Is(err, ErrNotImplemented) {
+		return "", err
+	}
+	if err == nil {
+		return "", errors.New("Boris's phone paired with Anna's band")
+	}
+	switch remoteCode(err) {
+	case hub.ENotSameAccount, hub.ENotFound, hub.EForbidden:
+	default:
+		return "", fmt.Errorf("pair: got %w, want a refusal (not_same_account)", err)
+	}
+	// Neither side may have been told of a pairing.
+	qctx, cancel := context.WithTimeout(ctx, quiet)
+	defer cancel()
+	if c, err := s.band.waitCommand(qctx, devices.CmdPaired, func(c devices.Command) bool {
+		a, _ := decodeInto[devices.PairedArgs](c.Args)
+		return a.PeerID == s.borisPhone.id
+	}); err == nil {
+		return "", fmt.Errorf("the band was told it is paired with Boris's phone: %s", c.Args)
+	}
+	return "refused with " + remoteCode(err), nil
+}
+
+// 11. Boris's phone subscribes to # and to Anna's topics: refused, receives nothing.
+func (s *story) crossAccountSubscribeDenied(ctx context.Context) (string, error) {
+	leaks := make(chan string, 64)
+	leak := func(topic string, _ []byte) {
+		select {
+		case leaks <- topic:
+		default:
+		}
+	}
+	filters := []string{"#", "+/+/#", "accounts/" + s.annaID + "/#", devices.SyncFilter(s.annaID),
+		devices.DeviceFilter(s.annaPhone.id), devices.DeviceFilter(s.band.id), "devices/+/telemetry/#",
+		"$share/g/" + devices.SyncFilter(s.annaID)}
+	for _, f := range filters {
+		var se *client.SubscribeError
+		if err := s.borisPhone.conn.Subscribe(ctx, f, 1, leak); !errors.As(err, &se) {
+			return "", fmt.Errorf("subscription %q not refused: %v", f, err)
+		}
+	}
+	if !s.borisPhone.conn.Connected() {
+		return "", errors.New("Boris's phone was disconnected by refused subscriptions")
+	}
+	// Traffic on Anna's topics: a request and response of her phone, her band's telemetry.
+	if _, err := s.band.publish(ctx, devices.StreamBattery, devices.BatterySample{Percent: 81}); err != nil {
+		return "", err
+	}
+	if _, err := s.annaPhone.request(ctx, devices.OpBindCode, nil); err != nil {
+		return "", fmt.Errorf("Anna's phone probe request: %w", err)
+	}
+	select {
+	case topic := <-leaks:
+		return "", fmt.Errorf("Boris's phone received a message on %s", topic)
+	case <-time.After(quiet):
+	}
+	return fmt.Sprintf("%d filters refused; nothing received", len(filters)), nil
+}
+
+// 12. The band sends steps and heart rate, the scale a weight; Anna's phone receives all, in
+// order.
+func (s *story) telemetryRelay(ctx context.Context) (string, error) {
+	before, _ := s.annaInbox.snapshot()
+	type sent struct {
+		dev    *device
+		stream string
+		seq    uint64
+		check  func(json.RawMessage) error
+	}
+	var all []sent
+	pub := func(d *device, stream string, body any, check func(json.RawMessage) error) error {
+		seq, err := d.publish(ctx, stream, body)
+		if err == nil {
+			all = append(all, sent{d, stream, seq, check})
+		}
+		return err
+	}
+	wantField := func(field string, want float64) func(json.RawMessage) error {
+		return func(raw json.RawMessage) error {
+			var m map[string]float64
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return err
+			}
+			if m[field] != want {
+				return fmt.Errorf("%s = %v, want %v", field, m[field], want)
+			}
+			return nil
+		}
+	}
+	if err := pub(s.band, devices.StreamSteps, devices.StepsSample{Count: 120}, wantField("count", 120)); err != nil {
+		return "", err
+	}
+	if err := pub(s.band, devices.StreamHeartRate, devices.HeartRateSample{BPM: 72}, wantField("bpm", 72)); err != nil {
+		return "", err
+	}
+	if err := pub(s.scale, devices.StreamWeight, devices.WeightSample{KG: 61.5, Person: "anna"}, wantField("kg", 61.5)); err != nil {
+		return "", err
+	}
+	find := func(es []devices.SyncEntry, x sent) int {
+		for i, e := range es {
+			if e.Device == x.dev.id && e.Stream == x.stream && e.Seq == x.seq {
+				return i
+			}
+		}
+		return -1
+	}
+	es, err := s.annaInbox.waitFor(ctx, "the three samples", func(es []devices.SyncEntry) bool {
+		for _, x := range all {
+			if find(es[len(before):], x) < 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return "", err
+	}
+	es = es[len(before):]
+	last := -1
+	for _, x := range all {
+		i := find(es, x)
+		if err := x.check(es[i].Data); err != nil {
+			return "", fmt.Errorf("%s %s: %w", x.dev.typ, x.stream, err)
+		}
+		// One publisher's samples arrive in the order sent; cursors grow in arrival order.
+		if x.dev == s.band && i < last {
+			return "", fmt.Errorf("band samples out of order: %+v", es)
+		}
+		if x.dev == s.band {
+			last = i
+		}
+	}
+	for i := 1; i < len(es); i++ {
+		if es[i].Cursor <= es[i-1].Cursor {
+			return "", fmt.Errorf("cursors not increasing: %d after %d", es[i].Cursor, es[i-1].Cursor)
+		}
+	}
+	return fmt.Sprintf("steps, heart_rate and weight received in order (cursors %d..%d)", es[0].Cursor, es[len(es)-1].Cursor), nil
+}
+
+// 13. Anna's phone goes offline, the band sends 100 messages, the phone reconnects with a
+// clean session and gets all 100 in order.
+func (s *story) offlineCatchup(ctx context.Context) (string, error) {
+	es, _ := s.annaInbox.snapshot()
+	var high int64
+	for _, e := range es {
+		high = max(high, e.Cursor)
+	}
+	if high > 0 {
+		// The phone has stored everything so far; the hub keeps what comes after.
+		if _, err := s.annaPhone.request(ctx, devices.OpSyncAck, devices.SyncAckArgs{Cursor: high}); err != nil {
+			return "", notImplemented(fmt.Errorf("sync_ack: %w", err))
+		}
+		s.lastAcked = high
+	}
+	s.annaPhone.disconnect()
+	const n = 100
+	first := s.band.seq[devices.StreamSteps] + 1
+	for i := range n {
+		if _, err := s.band.publish(ctx, devices.StreamSteps, devices.StepsSample{Count: int64(i)}); err != nil {
+			return "", err
+		}
+	}
+	if err := s.annaPhone.connect(ctx, s.t, s.annaPhone.secret, true); err != nil {
+		return "", fmt.Errorf("phone reconnect: %w", err)
+	}
+	if err := s.subscribeAnnaSync(ctx); err != nil {
+		return "", err
+	}
+	got, err := s.annaInbox.waitFor(ctx, "100 samples", func(es []devices.SyncEntry) bool {
+		fresh, _ := fromDevice(es, s.band.id, devices.StreamSteps)
+		c := 0
+		for _, e := range fresh {
+			if e.Seq >= first {
+				c++
+			}
+		}
+		return c >= n
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, e := range got {
+		if e.Gap != nil {
+			return "", fmt.Errorf("the hub reported a gap %d..%d", e.Gap.From, e.Gap.To)
+		}
+	}
+	fresh, dups := fromDevice(got, s.band.id, devices.StreamSteps)
+	var seqs []uint64
+	redelivered := 0
+	for _, e := range fresh {
+		if e.Seq < first {
+			redelivered++ // acknowledged before going offline: allowed, not required
+			continue
+		}
+		seqs = append(seqs, e.Seq)
+	}
+	for i, q := range seqs {
+		if q != first+uint64(i) {
+			return "", fmt.Errorf("sample %d has seq %d, want %d (in order, none missing)", i, q, first+uint64(i))
+		}
+	}
+	return fmt.Sprintf("%d of %d in order after a clean-session reconnect (%d duplicates, %d already acknowledged)", len(seqs), n, dups, redelivered), nil
+}
+
+// 14. The phone sets the band's alarm while the band is offline; the band gets it on
+// reconnect and reports it.
+func (s *story) settingsSync(ctx context.Context) (string, error) {
+	s.band.disconnect()
+	raw, err := s.annaPhone.request(ctx, devices.OpSettingsGet, devices.SettingsGetArgs{DeviceID: s.band.id})
+	if err != nil {
+		return "", notImplemented(fmt.Errorf("settings_get: %w", err))
+	}
+	cur, err := decodeInto[devices.SettingsResult](raw)
+	if err != nil {
+		return "", err
+	}
+	raw, err = s.annaPhone.request(ctx, devices.OpSettingsSet, devices.SettingsSetArgs{
+		DeviceID: s.band.id, Desired: json.RawMessage(`{"alarm":"06:30"}`), BaseVersion: cur.Version})
+	if err != nil {
+		return "", notImplemented(fmt.Errorf("settings_set: %w", err))
+	}
+	set, err := decodeInto[devices.SettingsResult](raw)
+	if err != nil {
+		return "", err
+	}
+	if set.Version <= cur.Version {
+		return "", fmt.Errorf("settings_set: version %d after %d", set.Version, cur.Version)
+	}
+	if err := s.band.connect(ctx, s.t, s.band.secret, false); err != nil {
+		return "", fmt.Errorf("band reconnect: %w", err)
+	}
+	cmd, err := s.band.waitCommand(ctx, devices.CmdSettings, nil)
+	if err != nil {
+		return "", err
+	}
+	args, err := decodeInto[devices.SettingsArgs](cmd.Args)
+	if err != nil {
+		return "", err
+	}
+	var desired map[string]any
+	if err := json.Unmarshal(args.Desired, &desired); err != nil || desired["alarm"] != "06:30" {
+		return "", fmt.Errorf("settings command desired %s", args.Desired)
+	}
+	if err := s.band.conn.Ack(ctx, cmd.ID, devices.AckAcknowledged, ""); err != nil {
+		return "", fmt.Errorf("ack settings: %w", err)
+	}
+	if _, err := s.band.request(ctx, devices.OpSettingsReport, devices.SettingsReportArgs{
+		Reported: json.RawMessage(`{"alarm":"06:30"}`), Version: args.Version}); err != nil {
+		return "", fmt.Errorf("settings_report: %w", err)
+	}
+	raw, err = s.annaPhone.request(ctx, devices.OpSettingsGet, devices.SettingsGetArgs{DeviceID: s.band.id})
+	if err != nil {
+		return "", fmt.Errorf("settings_get after the report: %w", err)
+	}
+	got, err := decodeInto[devices.SettingsResult](raw)
+	if err != nil {
+		return "", err
+	}
+	var reported map[string]any
+	if err := json.Unmarshal(got.Reported, &reported); err != nil || reported["alarm"] != "06:30" || got.ReportedVersion != args.Version {
+		return "", fmt.Errorf("the phone sees reported %s version %d, want alarm 06:30 version %d", got.Reported, got.ReportedVersion, args.Version)
+	}
+	return fmt.Sprintf("alarm 06:30 delivered on reconnect, reported at version %d", got.ReportedVersion), nil
+}
+
+// lockRequest is the web API's lost-mode lock body.
+type lockRequest struct {
+	Message       string `json:"message"`
+	ContactNumber string `json:"contact_number"`
+}
+
+// 15. Anna's phone is stolen; from the web API she locks it with a message and her contact
+// number.
+func (s *story) lostModeLock(ctx context.Context) (string, error) {
+	req := lockRequest{Message: "This phone is lost. Please call its owner.", ContactNumber: s.annaContact}
+	if err := s.anna.Do(ctx, http.MethodPost, "/api/v1/devices/"+pathEscape(s.annaPhone.id)+"/lock", req, nil); err != nil {
+		return "", notImplemented(fmt.Errorf("lock: %w", err))
+	}
+	cmd, err := s.annaPhone.waitCommand(ctx, devices.CmdLock, nil)
+	if err != nil {
+		return "", err
+	}
+	args, err := decodeInto[devices.LockArgs](cmd.Args)
+	if err != nil {
+		return "", err
+	}
+	if args.Message != req.Message || normalizeNumber(args.ContactNumber) != normalizeNumber(req.ContactNumber) {
+		return "", fmt.Errorf("lock command args %s", cmd.Args)
+	}
+	if err := s.annaPhone.conn.Ack(ctx, cmd.ID, devices.AckAcknowledged, "locked"); err != nil {
+		return "", fmt.Errorf("ack lock: %w", err)
+	}
+	s.annaHandset = handset{locked: true, contact: args.ContactNumber}
+	return "phone locked showing " + args.ContactNumber, nil
+}
+
+// 16. On the locked phone, calling the contact number works, any other is refused.
+func (s *story) lostModeCallRestriction(context.Context) (string, error) {
+	if err := s.annaHandset.call(s.annaHandset.contact); err != nil {
+		return "", fmt.Errorf("calling the contact number: %w", err)
+	}
+	other := "+14155559876"
+	if err := s.annaHandset.call(other); !errors.Is(err, errCallRefused) {
+		return "", fmt.Errorf("calling %s on the locked phone: %v, want refused", other, err)
+	}
+	return "contact number callable, " + other + " refused", nil
+}
+
+// 17. The thief tries to sign the phone out: refused without Anna's password.
+func (s *story) unbindRequiresPassword(ctx context.Context) (string, error) {
+	p := s.annaPhone
+	_, errNone := p.request(ctx, devices.OpUnbind, json.RawMessage(`{}`))
+	if remoteCode(errNone) != hub.EInvalid {
+		return "", fmt.Errorf("unbind without a password: got %v, want invalid", errNone)
+	}
+	_, errWrong := p.request(ctx, devices.OpUnbind, devices.UnbindArgs{Password: "1234"})
+	if remoteCode(errWrong) != hub.EUnauthorized {
+		return "", fmt.Errorf("unbind with a guessed password: got %v, want unauthorized", errWrong)
+	}
+	ds, err := s.anna.Devices(ctx)
+	if err != nil {
+		return "", err
+	}
+	if !hasDevice(ds, p.id) || !p.conn.Connected() {
+		return "", errors.New("the phone left Anna's account")
+	}
+	return "no password: invalid; wrong password: unauthorized; the phone stays Anna's", nil
+}
+
+// 18. Anna unlocks it with her password.
+func (s *story) unlockByOwner(ctx context.Context) (string, error) {
+	p := s.annaPhone
+	if _, err := p.request(ctx, devices.OpUnlock, devices.UnlockArgs{Password: "0000"}); err != nil {
+		if err = notImplemented(err); errors.Is(err, ErrNotImplemented) {
+			return "", err
+		}
+		if remoteCode(err) != hub.EUnauthorized {
+			return "", fmt.Errorf("unlock with a wrong password: got %v, want unauthorized", err)
+		}
+	} else {
+		return "", errors.New("unlock with a wrong password succeeded")
+	}
+	if _, err := p.request(ctx, devices.OpUnlock, devices.UnlockArgs{Password: s.annaPassword}); err != nil {
+		return "", notImplemented(fmt.Errorf("unlock: %w", err))
+	}
+	cmd, err := p.waitCommand(ctx, devices.CmdUnlock, nil)
+	if err != nil {
+		return "", err
+	}
+	if err := p.conn.Ack(ctx, cmd.ID, devices.AckAcknowledged, "unlocked"); err != nil {
+		return "", fmt.Errorf("ack unlock: %w", err)
+	}
+	s.annaHandset = handset{}
+	if err := s.annaHandset.call("+14155559876"); err != nil {
+		return "", err
+	}
+	return "wrong password refused; unlocked with Anna's password", nil
+}
+
+// 19. Anna sells her band: unbinds with her password; Boris binds it; Anna's phone no longer
+// receives its data.
+func (s *story) unbindAndNewOwner(ctx context.Context) (string, error) {
+	band := s.band
+	if err := s.anna.Unbind(ctx, band.id, s.annaOldPassword); apiclient.Code(err) != hub.EUnauthorized {
+		return "", fmt.Errorf("unbind with Anna's old password: got %v, want unauthorized", err)
+	}
+	if err := s.anna.Unbind(ctx, band.id, s.annaPassword); err != nil {
+		return "", fmt.Errorf("unbind: %w", err)
+	}
+	// The hub drops the band's session; the new owner's setup starts from the factory secret.
+	if err := band.connect(ctx, s.t, band.factory, false); err != nil {
+		return "", fmt.Errorf("band connect with its factory secret: %w", err)
+	}
+	code, err := band.bindCode(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := s.boris.Bind(ctx, band.id, code); err != nil {
+		return "", fmt.Errorf("Boris binds the band: %w", err)
+	}
+	if err := band.awaitBound(ctx, s.t, s.borisID); err != nil {
+		return "", err
+	}
+	borisInbox := newInbox()
+	if err := s.borisPhone.conn.Subscribe(ctx, devices.SyncFilter(s.borisID), 1, borisInbox.handler); err != nil {
+		return "", fmt.Errorf("Boris's phone sync subscription: %w", err)
+	}
+	if err := pair(ctx, s.borisPhone, band); err != nil {
+		return "", err
+	}
+	annaBefore, _ := s.annaInbox.snapshot()
+	seq, err := band.publish(ctx, devices.StreamSteps, devices.StepsSample{Count: 9})
+	if err != nil {
+		return "", err
+	}
+	if _, err := borisInbox.waitFor(ctx, "the band's sample at Boris's phone", func(es []devices.SyncEntry) bool {
+		for _, e := range es {
+			if e.Device == band.id && e.Seq == seq {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		return "", err
+	}
+	time.Sleep(quiet) // what Anna would have got has had the time Boris's copy took, and more
+	annaAfter, _ := s.annaInbox.snapshot()
+	for _, e := range annaAfter[len(annaBefore):] {
+		if e.Device == band.id {
+			return "", fmt.Errorf("Anna's phone still receives the sold band's data (seq %d)", e.Seq)
+		}
+	}
+	if ds, err := s.anna.Devices(ctx); err != nil || hasDevice(ds, band.id) {
+		return "", fmt.Errorf("the band is still in Anna's devices (%v)", err)
+	}
+	return "unbound with the password, bound by Boris; his phone receives it, Anna's does not", nil
+}
