@@ -22,6 +22,7 @@ import (
 	"github.com/devicehub/devicehub/metrics"
 	"github.com/devicehub/devicehub/notify"
 	"github.com/devicehub/devicehub/store/sqlite"
+	"github.com/devicehub/devicehub/web"
 )
 
 // App is one running hub.
@@ -109,8 +110,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		a.httpLn = tls.NewListener(a.httpLn, tlsCfg)
 	}
 	handler := api.New(api.Options{Hub: a.hub, Metrics: a.metrics, Ready: a.Ready, AdminToken: cfg.Admin.Token, Logger: log.With("component", "http")})
+	// The account portal (web pages) answers every path the API does not claim.
+	portalKey, err := a.db.ServerKey(ctx, "portal_csrf")
+	if err != nil {
+		return nil, fmt.Errorf("portal key: %w", err)
+	}
+	portal, err := web.New(web.Options{Hub: a.hub, Logger: log.With("component", "web"), Secure: tlsCfg != nil, Key: portalKey})
+	if err != nil {
+		return nil, err
+	}
+	handler.Handle("/", portal)
 	a.httpSrv = &http.Server{
-		Handler:           handler,
+		Handler:           portal.ConfirmLinks(handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

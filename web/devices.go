@@ -1,0 +1,123 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/hub"
+)
+
+// deviceRow is one device as the devices page shows it.
+type deviceRow struct {
+	hub.DeviceView
+	Controller bool
+	// Battery is the latest battery sample ("" when there is none or it is unavailable).
+	Battery string
+	// Paired names the devices it is paired with.
+	Paired []string
+}
+
+type devicesData struct {
+	Devices []deviceRow
+	// Extras is false while the hub cannot tell battery levels and pairings.
+	Extras   bool
+	BindID   string
+	BindCode string
+}
+
+func (p *Portal) deviceRows(rq *request) ([]deviceRow, bool, error) {
+	ds, err := p.hub.Devices(rq.Context(), rq.principal.AccountID)
+	if err != nil {
+		return nil, false, err
+	}
+	rows := make([]deviceRow, len(ds))
+	for i, d := range ds {
+		rows[i] = deviceRow{DeviceView: d, Controller: devices.IsController(d.Type)}
+	}
+	extras, err := p.deviceExtras(rq, rows)
+	return rows, extras, err
+}
+
+func (p *Portal) devicesPage(rq *request) {
+	rows, extras, err := p.deviceRows(rq)
+	if err != nil {
+		p.fail(rq, err)
+		return
+	}
+	p.render(rq, http.StatusOK, "devices", page{Title: "Devices", Nav: "devices", Notice: notice(rq),
+		Data: devicesData{Devices: rows, Extras: extras}})
+}
+
+func (p *Portal) bindPost(rq *request) {
+	id, code := strings.TrimSpace(rq.PostForm.Get("device_id")), strings.TrimSpace(rq.PostForm.Get("code"))
+	_, err := p.hub.Bind(rq.Context(), rq.principal.AccountID, id, code, "web")
+	if err != nil {
+		rows, extras, lerr := p.deviceRows(rq)
+		if lerr != nil {
+			p.fail(rq, lerr)
+			return
+		}
+		p.formError(rq, "devices", page{Title: "Devices", Nav: "devices",
+			Data: devicesData{Devices: rows, Extras: extras, BindID: id, BindCode: code}}, err)
+		return
+	}
+	redirect(rq, "/devices?done=bound")
+}
+
+type deviceData struct {
+	Device     deviceRow
+	Controller bool
+	Name       string // the rename form's value
+}
+
+// device loads one of the signed-in account's devices; another account's device is
+// not_found exactly like a missing one, so the page is a 404 whatever the URL.
+func (p *Portal) device(rq *request) (deviceRow, error) {
+	d, err := p.hub.Device(rq.Context(), rq.principal.AccountID, rq.PathValue("id"))
+	if err != nil {
+		return deviceRow{}, err
+	}
+	rows := []deviceRow{{DeviceView: d, Controller: devices.IsController(d.Type)}}
+	if _, err := p.deviceExtras(rq, rows); err != nil {
+		return deviceRow{}, err
+	}
+	return rows[0], nil
+}
+
+func (p *Portal) devicePage(rq *request) {
+	d, err := p.device(rq)
+	if err != nil {
+		p.fail(rq, err)
+		return
+	}
+	p.render(rq, http.StatusOK, "device", page{Title: d.Name, Nav: "devices", Notice: notice(rq),
+		Data: deviceData{Device: d, Controller: d.Controller, Name: d.Name}})
+}
+
+func (p *Portal) renamePost(rq *request) {
+	d, err := p.device(rq)
+	if err != nil {
+		p.fail(rq, err)
+		return
+	}
+	name := rq.PostForm.Get("name")
+	if _, err := p.hub.RenameDevice(rq.Context(), rq.principal.AccountID, d.ID, name); err != nil {
+		p.formError(rq, "device", page{Title: d.Name, Nav: "devices", Data: deviceData{Device: d, Controller: d.Controller, Name: name}}, err)
+		return
+	}
+	redirect(rq, "/devices/"+d.ID+"?done=renamed")
+}
+
+func (p *Portal) unbindPost(rq *request) {
+	d, err := p.device(rq)
+	if err != nil {
+		p.fail(rq, err)
+		return
+	}
+	if err := p.hub.Unbind(rq.Context(), rq.principal.AccountID, d.ID, rq.PostForm.Get("password"), "web"); err != nil {
+		p.formError(rq, "device", page{Title: d.Name, Nav: "devices", Data: deviceData{Device: d, Controller: d.Controller, Name: d.Name}}, err)
+		return
+	}
+	redirect(rq, "/devices?done=unbound")
+}
