@@ -76,7 +76,7 @@ func newRoot(environ []string, stdout, stderr io.Writer) *cobra.Command {
 
 	root.AddCommand(c.serveCmd(), c.configCmd(), c.versionCmd())
 	root.AddCommand(c.outboxCmd())
-	root.AddCommand(c.simCmd())
+	root.AddCommand(c.simCmd(), c.devicesCmd())
 	return root
 }
 

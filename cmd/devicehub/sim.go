@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/devicehub/devicehub/simulator"
 )
@@ -137,12 +139,64 @@ func (c *cli) simScenarioCmd() *cobra.Command {
 }
 
 func (c *cli) simLoadCmd() *cobra.Command {
-	return &cobra.Command{
+	var t simTarget
+	var asJSON bool
+	var qos int
+	opts := simulator.LoadOptions{}
+	cmd := &cobra.Command{
 		Use:   "load",
-		Short: "Load test (coming next)",
+		Short: "Provision, connect and pair many devices, publish telemetry and measure delivery at the phones",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("sim load is not written yet")
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if qos != 0 && qos != 1 {
+				return &exitError{code: 2, err: fmt.Errorf("--qos %d: 0 or 1", qos)}
+			}
+			opts.QoS = byte(qos)
+			target, stop, log, err := c.simOpen(cmd.Context(), &t)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			opts.Target, opts.Logger = target, log
+			// The bar (or the plain lines) goes to stderr when stdout carries the JSON.
+			out := c.stdout
+			if asJSON {
+				out = c.stderr
+			}
+			f, isFile := out.(*os.File)
+			opts.Progress = simulator.NewProgress(out, isFile && term.IsTerminal(int(f.Fd())))
+			res, err := simulator.RunLoad(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := json.NewEncoder(c.stdout).Encode(res); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(c.stdout, "devices %d (accounts %d), connected in %d ms\n", res.Devices, res.Accounts, res.ConnectMS)
+				fmt.Fprintf(c.stdout, "sent %d, acked %d, delivered %d, lost %d, duplicates %d, misrouted %d, publish errors %d\n",
+					res.Sent, res.Acked, res.Delivered, res.Lost, res.Duplicates, res.Misrouted, res.PublishErrors)
+				fmt.Fprintf(c.stdout, "throughput %.1f/s, latency ms p50 %.2f p95 %.2f p99 %.2f max %.2f\n",
+					res.ThroughputPerS, res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.LatencyMS.Max)
+			}
+			if res.Lost > 0 || res.Misrouted > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("load: %d lost, %d misrouted", res.Lost, res.Misrouted)}
+			}
+			return nil
 		},
 	}
+	t.addFlags(cmd)
+	f := cmd.Flags()
+	f.IntVar(&opts.Accounts, "accounts", 10, "accounts")
+	f.IntVar(&opts.BandsPerAccount, "bands-per-account", 1, "bands per account")
+	f.IntVar(&opts.ScalesPerAccount, "scales-per-account", 1, "scales per account")
+	f.IntVar(&opts.PhonesPerAccount, "phones-per-account", 1, "phones per account (gadgets are paired round robin)")
+	f.Float64Var(&opts.Rate, "rate", 1, "messages per second per gadget")
+	f.DurationVar(&opts.Duration, "duration", 10*time.Second, "how long gadgets publish")
+	f.IntVar(&qos, "qos", 1, "QoS of telemetry and sync subscriptions (0 or 1)")
+	f.IntVar(&opts.Concurrency, "concurrency", 200, "connections and requests in flight at once")
+	f.DurationVar(&opts.Settle, "settle", 10*time.Second, "after publishing, how long delivery may stall before the rest counts as lost")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout (progress goes to stderr)")
+	return cmd
 }

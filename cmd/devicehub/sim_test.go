@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/devicehub/devicehub/simulator"
@@ -61,5 +62,40 @@ func TestSimScenarioEmbedded(t *testing.T) {
 	}
 	if wantCode := map[bool]int{true: 0, false: 1}[allOK]; code != wantCode {
 		t.Errorf("exit code %d, want %d", code, wantCode)
+	}
+}
+
+// TestSimLoadEmbedded runs a short `devicehub sim load --embedded` with a few dozen devices
+// and requires every acknowledged sample to reach its phone, once.
+func TestSimLoadEmbedded(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"sim", "load", "--embedded", "--json", "--accounts", "8", "--bands-per-account", "2",
+		"--scales-per-account", "1", "--phones-per-account", "1", "--rate", "5", "--duration", "2s", "--qos", "1"}
+	code := run(context.Background(), args, nil, &stdout, &stderr)
+	t.Logf("progress:\n%s", stderr.String())
+	if code != 0 && strings.Contains(stderr.String(), simulator.ErrNotImplemented.Error()) {
+		// Said out loud in the test output: the hub has no pairing yet (issue 8), so nothing
+		// can be relayed to phones.
+		t.Skipf("the hub does not implement what load needs yet: %s", stderr.String())
+	}
+	var res simulator.LoadResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("exit %d; stdout is not one JSON summary: %v\n%s", code, err, stdout.String())
+	}
+	t.Logf("%+v", res)
+	if res.Devices != 32 {
+		t.Errorf("%d devices, want 32", res.Devices)
+	}
+	if want := int64(24 * 10); res.Sent != want || res.Acked != want || res.PublishErrors != 0 {
+		t.Errorf("sent %d acked %d errors %d, want %d sent and acked", res.Sent, res.Acked, res.PublishErrors, want)
+	}
+	if res.Lost != 0 || res.Delivered != res.Acked || res.Misrouted != 0 {
+		t.Errorf("lost %d, delivered %d of %d acked, misrouted %d", res.Lost, res.Delivered, res.Acked, res.Misrouted)
+	}
+	if res.LatencyMS.Max <= 0 || res.LatencyMS.P50 > res.LatencyMS.P99 || res.ThroughputPerS <= 0 {
+		t.Errorf("implausible measurements: %+v", res)
+	}
+	if code != 0 {
+		t.Errorf("exit %d", code)
 	}
 }
