@@ -1,0 +1,373 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/devicehub/devicehub/apiclient"
+	"github.com/devicehub/devicehub/app/apptest"
+	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/devices/client"
+)
+
+// portalBrowser drives Debian's Chromium, headless, through the portal. Every page it loads
+// is checked: the HTTP status is the one expected, and no element of class "error" (where
+// the templates put error messages) is on a page that should succeed. Script exceptions and
+// console errors (a CSP violation is one) fail the test at the end.
+type portalBrowser struct {
+	t        *testing.T
+	ctx      context.Context
+	base     string
+	shotsDir string
+
+	mu       sync.Mutex
+	problems []string
+}
+
+func findChromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("needs Debian's chromium package (apt-get install chromium); .ci/run installs it")
+	return ""
+}
+
+func newPortalBrowser(t *testing.T, base string) *portalBrowser {
+	t.Helper()
+	path := findChromium(t)
+	// Exactly these flags: no sandbox (tests run as root in containers), nothing that talks
+	// to Google, and a profile of our own.
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	shots := os.Getenv("DEVICEHUB_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(t.TempDir(), "screenshots")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := &portalBrowser{t: t, ctx: ctx, base: base, shotsDir: shots}
+	// The first Run starts the browser and lives as long as ctx: no timeout on it.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1200, 900)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	if err := chromedp.Listen(ctx, b.onEvent); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, p := range b.problems {
+			t.Errorf("browser: %s", p)
+		}
+		t.Logf("screenshots in %s", b.shotsDir)
+	})
+	return b
+}
+
+func (b *portalBrowser) onEvent(ev any) {
+	var problem string
+	switch e := ev.(type) {
+	case *runtime.EventExceptionThrown:
+		problem = "script exception: " + e.ExceptionDetails.Text
+		if e.ExceptionDetails.Exception != nil {
+			problem += " " + e.ExceptionDetails.Exception.Description
+		}
+	case *cdplog.EventEntryAdded:
+		// Statuses are checked page by page; everything else at error level (a CSP
+		// violation, a failed script) is a problem.
+		if e.Entry.Level == cdplog.EntryLevelError && e.Entry.Source != cdplog.EntrySourceNetwork {
+			problem = fmt.Sprintf("console %s: %s (%s)", e.Entry.Source, e.Entry.Text, e.Entry.URL)
+		}
+	}
+	if problem != "" {
+		b.mu.Lock()
+		b.problems = append(b.problems, problem)
+		b.mu.Unlock()
+	}
+}
+
+// step runs actions that load a page (a navigation or a click that sends a form) and checks
+// the page that results: its status, and that it shows no error.
+func (b *portalBrowser) step(name string, wantStatus int, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, actions...)
+	if err != nil {
+		b.t.Fatalf("%s: %v", name, err)
+	}
+	if resp == nil || resp.Status != int64(wantStatus) {
+		got := int64(0)
+		if resp != nil {
+			got = resp.Status
+		}
+		b.shot(name + "-failed")
+		b.t.Fatalf("%s: HTTP status %d, want %d (%s)", name, got, wantStatus, b.errorText())
+	}
+	if wantStatus < 400 {
+		if msg := b.errorText(); msg != "" {
+			b.shot(name + "-failed")
+			b.t.Fatalf("%s: the page shows an error: %s", name, msg)
+		}
+	}
+}
+
+// do runs actions that do not load a page.
+func (b *portalBrowser) do(actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *portalBrowser) eval(expr string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return s
+}
+
+// errorText is the text of the page's error elements, "" when there are none.
+func (b *portalBrowser) errorText() string {
+	return b.eval(`Array.from(document.querySelectorAll('.error')).map(e => e.textContent.trim()).join(' | ')`)
+}
+
+func (b *portalBrowser) text(sel string) string {
+	b.t.Helper()
+	return b.eval(fmt.Sprintf(`(document.querySelector(%q) || {textContent: ""}).textContent`, sel))
+}
+
+func (b *portalBrowser) location() string {
+	return b.eval(`location.pathname + location.search`)
+}
+
+// shot saves a full-page screenshot as NAME.png.
+func (b *portalBrowser) shot(name string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(b.shotsDir, name+".png"), png, 0o644); err != nil {
+		b.t.Error(err)
+	}
+}
+
+func (b *portalBrowser) fill(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), value))
+}
+
+var linkRE = regexp.MustCompile(`/api/v1/accounts/confirm\?token=([A-Za-z0-9_-]+)`)
+
+// TestPortalInBrowser is the portal end to end in a real browser: register (the page solves
+// the challenge), confirm with the code from the outbox, sign in, bind a band by its code,
+// rename it, see sessions and the audit log, confirm another account by the emailed link,
+// try another account's device URL (404), and sign out.
+func TestPortalInBrowser(t *testing.T) {
+	h := apptest.Start(t, nil)
+	b := newPortalBrowser(t, h.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	api := apiclient.New(h.URL())
+	api.AdminToken = h.Config.Admin.Token
+	const who, password = "anna@example.com", "anna-likes-long-walks"
+
+	// Register: the page's script fetches and solves the puzzle before the form goes.
+	b.step("register", 200, chromedp.Navigate(h.URL()+"/register"))
+	b.do(b.fill("#identifier", who), b.fill("#password", password), b.fill("#password2", password))
+	b.shot("register")
+	b.step("register-submit", 200, chromedp.Click(chromedp.CSS("#register-submit")))
+	if loc := b.location(); !strings.HasPrefix(loc, "/confirm") {
+		t.Fatalf("after registering: at %s", loc)
+	}
+
+	// Confirm with the code from the outbox.
+	code, err := api.LatestCode(ctx, who, "confirm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do(b.fill("#code", code))
+	b.shot("confirm")
+	b.step("confirm-submit", 200, chromedp.Click(chromedp.CSS("#confirm-submit")))
+	if !strings.Contains(b.text(".notice"), "confirmed") {
+		t.Fatalf("after confirming: notice %q", b.text(".notice"))
+	}
+
+	// Sign in (the identifier is already filled in).
+	b.do(b.fill("#password", password))
+	b.shot("login")
+	b.step("login-submit", 200, chromedp.Click(chromedp.CSS("#login-submit")))
+	if loc := b.location(); loc != "/devices" {
+		t.Fatalf("after signing in: at %s", loc)
+	}
+	if b.text("#no-devices") == "" {
+		t.Fatal("a new account lists devices")
+	}
+
+	// Bind a band: it asks for a code over MQTT with its factory secret, and the owner types
+	// its device ID and code into the page.
+	band, err := api.Provision(ctx, "band", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory, err := client.Connect(ctx, client.Options{Broker: h.MQTTURL(), DeviceID: band[0].DeviceID, Secret: band[0].Secret, CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer factory.Close()
+	raw, err := factory.Request(ctx, devices.OpBindCode, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bc devices.BindCodeResult
+	if err := json.Unmarshal(raw, &bc); err != nil {
+		t.Fatal(err)
+	}
+	b.do(b.fill("#bind-device", band[0].DeviceID), b.fill("#bind-code", bc.Code))
+	b.step("bind-submit", 200, chromedp.Click(chromedp.CSS("#bind-submit")))
+	row := fmt.Sprintf(`tr[data-device=%q]`, band[0].DeviceID)
+	if got := b.text(row); !strings.Contains(got, "band") {
+		t.Fatalf("the devices page does not list the band: %q", got)
+	}
+	var secret string
+	select {
+	case cmd := <-factory.Commands():
+		var args devices.BoundArgs
+		if cmd.Type != devices.CmdBound || json.Unmarshal(cmd.Args, &args) != nil {
+			t.Fatalf("band got %s %s", cmd.Type, cmd.Args)
+		}
+		secret = args.Secret
+	case <-ctx.Done():
+		t.Fatal("the band was not told it is bound")
+	}
+	factory.Close()
+	bound, err := client.Connect(ctx, client.Options{Broker: h.MQTTURL(), DeviceID: band[0].DeviceID, Secret: secret, CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bound.Close()
+	apptest.Eventually(t, 10*time.Second, func() error {
+		b.step("devices", 200, chromedp.Navigate(h.URL()+"/devices"))
+		if !strings.Contains(b.text(row), "online") {
+			return fmt.Errorf("band not shown online: %q", b.text(row))
+		}
+		return nil
+	})
+	b.shot("devices")
+
+	// The device page: rename it.
+	b.step("device", 200, chromedp.Click(chromedp.CSS(row+" a")))
+	b.do(b.fill("#name", "Running band"))
+	b.step("rename-submit", 200, chromedp.Click(chromedp.CSS("#rename-submit")))
+	if got := b.text("h1"); got != "Running band" {
+		t.Fatalf("after renaming: title %q", got)
+	}
+	b.shot("device")
+
+	// Security: this session is listed, and the audit log has the binding done on the web.
+	b.step("security", 200, chromedp.Navigate(h.URL()+"/security"))
+	if !strings.Contains(b.text("#sessions"), "this browser") {
+		t.Fatalf("sessions table: %q", b.text("#sessions"))
+	}
+	if audit := b.text("#audit"); !strings.Contains(audit, "bind") || !strings.Contains(audit, band[0].DeviceID) || !strings.Contains(audit, "web") {
+		t.Fatalf("audit table: %q", audit)
+	}
+	b.shot("security")
+
+	// Another account's device: 404, whatever the URL.
+	if _, err := api.CreateAccount(ctx, "+14155552671", "boris-password-42"); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := api.Login(ctx, "+14155552671", "boris-password-42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone, err := api.WithToken(lb.Token).RegisterDevice(ctx, "phone", "Boris's phone", "imei-boris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"", "/data", "/find"} {
+		b.step("other-account"+p, 404, chromedp.Navigate(h.URL()+"/devices/"+phone.DeviceID+p))
+		if b.text("#not-found") == "" || strings.Contains(b.eval(`document.body.textContent`), "Boris") {
+			t.Fatalf("another account's device page %s is not a plain 404", p)
+		}
+	}
+	b.shot("notfound")
+
+	// Confirm by the emailed link: a third person registers; opening the link in the browser
+	// gives the portal's page, and one click confirms.
+	const carol = "carol@example.com"
+	if err := api.Register(ctx, carol, "carol-password-99"); err != nil {
+		t.Fatal(err)
+	}
+	var link string
+	apptest.Eventually(t, 10*time.Second, func() error {
+		msgs, err := api.Outbox(ctx, carol)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if mm := linkRE.FindStringSubmatch(m.Body); mm != nil {
+				link = h.URL() + "/api/v1/accounts/confirm?token=" + mm[1]
+				return nil
+			}
+		}
+		return fmt.Errorf("no link for %s in the outbox", carol)
+	})
+	b.step("link", 200, chromedp.Navigate(link))
+	b.shot("link")
+	b.step("link-submit", 200, chromedp.Click(chromedp.CSS("#link-submit")))
+	if !strings.Contains(b.text(".notice"), "confirmed") {
+		t.Fatalf("after the link: notice %q", b.text(".notice"))
+	}
+	if _, err := api.Login(ctx, carol, "carol-password-99"); err != nil {
+		t.Fatalf("carol signs in after confirming by link: %v", err)
+	}
+
+	// Sign out: the session ends, and the pages need signing in again.
+	b.step("devices-again", 200, chromedp.Navigate(h.URL()+"/devices"))
+	b.step("signout", 200, chromedp.Click(chromedp.CSS("#signout")))
+	if loc := b.location(); !strings.HasPrefix(loc, "/login") {
+		t.Fatalf("after signing out: at %s", loc)
+	}
+	b.step("devices-signed-out", 200, chromedp.Navigate(h.URL()+"/devices"))
+	if loc := b.location(); !strings.HasPrefix(loc, "/login") {
+		t.Fatalf("signed out, /devices shows %s", loc)
+	}
+}
