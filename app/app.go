@@ -32,6 +32,8 @@ type App struct {
 	metrics *metrics.Metrics
 	db      *sqlite.DB
 	state   *sqlite.BrokerState
+	sync    *sqlite.SyncLog
+	stopRet context.CancelFunc // stops sync retention
 	hub     *hub.Hub
 	outbox  *notify.Outbox
 	broker  *broker.Broker
@@ -73,8 +75,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.db.SetObserver(a.metrics.ObserveStore)
 	a.state = a.db.BrokerState()
 	a.outbox = notify.New(notify.Options{Store: a.db, Sender: notifySender(cfg.Notify), Logger: log.With("component", "notify")})
+	if a.sync, err = a.db.SyncLog(); err != nil {
+		return nil, err
+	}
 	a.hub = hub.New(hub.Options{Store: a.db, Notifier: a.outbox, Logger: log.With("component", "hub"),
-		Accounts: hub.AccountOptions{PublicURL: cfg.Notify.PublicURL}})
+		Accounts:    hub.AccountOptions{PublicURL: cfg.Notify.PublicURL},
+		Sync:        a.sync,
+		SyncOptions: hub.SyncOptions{Retention: cfg.Sync.Retention, MaxEntries: cfg.Sync.MaxEntries, Window: cfg.Sync.Window}})
 
 	a.broker, err = broker.New(broker.Options{
 		TCPAddr:              cfg.Broker.TCPAddr,
@@ -85,6 +92,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		MaxConnectPacketSize: cfg.Broker.MaxConnectPacketSize,
 		State:                stateAdapter{a.state},
 		Hub:                  a.hub,
+		SyncWindow:           cfg.Sync.Window,
 		Metrics:              a.metrics,
 		Logger:               log.With("component", "broker"),
 	})
@@ -144,6 +152,9 @@ func (a *App) Start() error {
 		a.served <- err
 	}()
 	a.outbox.Start()
+	retCtx, stopRet := context.WithCancel(context.Background())
+	a.stopRet = stopRet
+	go a.hub.RunRetention(retCtx)
 	a.ready.Store(true)
 	a.log.Info("devicehub started", "mqtt", a.broker.TCPAddr(), "ws", a.broker.WSAddr(), "http", a.HTTPAddr(), "store", a.db.Path())
 	return nil
@@ -208,8 +219,14 @@ func (a *App) closeAll() error {
 	if a.httpLn != nil {
 		_ = a.httpLn.Close() // already closed by Shutdown when the server ran
 	}
+	if a.stopRet != nil {
+		a.stopRet()
+	}
 	if a.state != nil {
 		a.state.Close()
+	}
+	if a.sync != nil {
+		a.sync.Close() // after the broker: no publish is waiting on it any more
 	}
 	if a.db != nil {
 		errs = append(errs, a.db.Close())

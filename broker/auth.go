@@ -199,7 +199,10 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, nil
 	}
 	pk.FixedHeader.Retain = false
-	devID, kind, _, ok := devices.ParseDeviceTopic(pk.TopicName)
+	devID, kind, stream, ok := devices.ParseDeviceTopic(pk.TopicName)
+	if ok && devID == c.id.DeviceID && kind == devices.KindTelemetry {
+		return h.ingestTelemetry(cl, c, pk, stream) // ingest.go
+	}
 	if !ok || devID != c.id.DeviceID || kind != devices.KindRequest {
 		return pk, nil
 	}

@@ -33,9 +33,11 @@ type Options struct {
 	State                StateStore
 	// Hub authenticates devices and answers their requests; nil accepts no device (only
 	// anonymous clients, when allowed).
-	Hub     *hub.Hub
-	Metrics *metrics.Metrics
-	Logger  *slog.Logger
+	Hub *hub.Hub
+	// SyncWindow caps the sync entries in flight to one controller (0: the hub's setting).
+	SyncWindow int
+	Metrics    *metrics.Metrics
+	Logger     *slog.Logger
 }
 
 // AddrError names the listener that could not be opened.
@@ -96,6 +98,12 @@ func New(opts Options) (*Broker, error) {
 	b.auth = auth
 	if err := srv.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
+	}
+	if opts.Hub != nil {
+		relay := &relayHook{auth: auth, hub: opts.Hub, srv: srv, log: log, window: opts.SyncWindow} // relay.go
+		if err := srv.AddHook(relay, nil); err != nil {
+			return nil, fmt.Errorf("add relay hook: %w", err)
+		}
 	}
 	opts.Metrics.RegisterBroker(brokerStats{srv})
 	if opts.State != nil {

@@ -28,6 +28,14 @@ type Config struct {
 	Log    LogConfig
 	Admin  AdminConfig
 	Notify NotifyConfig
+	Sync   SyncConfig
+}
+
+// SyncConfig is the sync log's retention and the relay's flow control.
+type SyncConfig struct {
+	Retention  time.Duration // 0 keeps entries forever
+	MaxEntries int           // per account; 0 is unbounded
+	Window     int           // entries in flight to one controller
 }
 
 // BrokerConfig is the embedded MQTT broker.
@@ -143,6 +151,9 @@ func keyList() []key {
 		{"notify.smtp.username", "", false, "SMTP user name"},
 		{"notify.smtp.password", "", true, "SMTP password"},
 		{"notify.smtp.from", "", false, "sender address of emails"},
+		{"sync.retention", "720h", false, "how long the sync log keeps entries (0 keeps them forever); older ones are reported to controllers as a gap"},
+		{"sync.max_entries", 1000000, false, "most sync log entries kept per account (0: no bound); older ones are reported as a gap"},
+		{"sync.window", 256, false, "sync entries sent to one controller and not yet acknowledged (bounds memory per controller)"},
 	}
 }
 
@@ -320,6 +331,7 @@ func fromViper(v *viper.Viper) (*Config, error) {
 				Username: str("notify.smtp.username"), Password: str("notify.smtp.password"), From: str("notify.smtp.from"),
 			},
 		},
+		Sync: SyncConfig{Retention: duration("sync.retention"), MaxEntries: integer("sync.max_entries"), Window: integer("sync.window")},
 	}
 	if len(errs) > 0 {
 		return nil, errs[0]
@@ -367,6 +379,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.BusyTimeout <= 0 {
 		return &Error{Key: "store.busy_timeout", Value: c.Store.BusyTimeout.String(), Reason: "must be positive"}
+	}
+	if c.Sync.Retention < 0 {
+		return &Error{Key: "sync.retention", Value: c.Sync.Retention.String(), Reason: "must not be negative"}
+	}
+	if c.Sync.MaxEntries < 0 {
+		return &Error{Key: "sync.max_entries", Value: strconv.Itoa(c.Sync.MaxEntries), Reason: "must not be negative"}
+	}
+	if c.Sync.Window < 1 || c.Sync.Window > 4096 {
+		return &Error{Key: "sync.window", Value: strconv.Itoa(c.Sync.Window), Reason: "must be between 1 and 4096 (mochi holds at most 8192 in flight per client)"}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		k, v := "tls.key_file", c.TLS.KeyFile
@@ -477,6 +498,9 @@ func (c *Config) Redacted() [][2]string {
 		"notify.smtp.username":           c.Notify.SMTP.Username,
 		"notify.smtp.password":           c.Notify.SMTP.Password,
 		"notify.smtp.from":               c.Notify.SMTP.From,
+		"sync.retention":                 c.Sync.Retention.String(),
+		"sync.max_entries":               strconv.Itoa(c.Sync.MaxEntries),
+		"sync.window":                    strconv.Itoa(c.Sync.Window),
 	}
 	out := make([][2]string, 0, len(keyList()))
 	for _, k := range keyList() {

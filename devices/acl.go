@@ -138,7 +138,7 @@ func AuthorizePublish(id Identity, topic string) error {
 	switch kind {
 	case KindRequest:
 		return nil
-	case KindResponse, KindCommands:
+	case KindResponse, KindCommands, KindSync:
 		return refuse(ReasonHubOnlyTopic, "only the hub publishes to %s", kind)
 	case KindTelemetry:
 		if !id.Bound() {

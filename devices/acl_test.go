@@ -105,6 +105,7 @@ func TestAuthorizePublish(t *testing.T) {
 		{"victim res", phone, "devices/d2/res", ReasonNotOwnTopic},
 		{"victim telemetry", phone, "devices/d2/telemetry/location", ReasonNotOwnTopic},
 		{"sync injection", phone, "accounts/acc1/sync/d2/location", ReasonNotOwnTopic},
+		{"own sync topic", phone, "devices/d1/sync", ReasonHubOnlyTopic},
 		{"sys", phone, "$SYS/broker/clients", ReasonNotOwnTopic},
 		{"plus", phone, "devices/+/req", ReasonWildcardInPublish},
 		{"hash", phone, "#", ReasonWildcardInPublish},

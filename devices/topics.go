@@ -15,6 +15,7 @@ import (
 //	devices/{device}/req                     device → hub, QoS 1: requests (Request)
 //	devices/{device}/res                     hub → device, QoS 1: responses (Response)
 //	devices/{device}/commands                hub → device, QoS 1: events and commands (Command)
+//	devices/{device}/sync                    hub → one controller, QoS 1: its sync stream (SyncEntry)
 //	accounts/{account}/sync/{source}/{stream} hub → the account's controllers, QoS 1 (SyncEntry)
 const (
 	DevicesPrefix  = "devices"
@@ -49,6 +50,11 @@ func ResponseTopic(id string) string { return DevicesPrefix + "/" + id + "/" + K
 // CommandTopic is where the hub sends events and commands to device id.
 func CommandTopic(id string) string { return DevicesPrefix + "/" + id + "/" + KindCommands }
 
+// ControllerSyncTopic is where the hub relays the sync log to controller id. Each controller
+// has its own topic because each has its own cursor and its own entitlement (only the gadgets
+// paired with it), which one account-wide topic could not honour.
+func ControllerSyncTopic(id string) string { return DevicesPrefix + "/" + id + "/" + KindSync }
+
 // DeviceFilter is the filter covering every topic of device id (devices/{id}/#).
 func DeviceFilter(id string) string { return DevicesPrefix + "/" + id + "/#" }
 
@@ -65,7 +71,7 @@ func SyncFilter(accountID string) string {
 }
 
 // ParseDeviceTopic splits a topic of the devices/ tree. kind is one of KindTelemetry,
-// KindRequest, KindResponse, KindCommands; rest is the stream for telemetry and "" otherwise.
+// KindRequest, KindResponse, KindCommands, KindSync; rest is the stream for telemetry and "" otherwise.
 // ok is false for anything else, including topics whose device ID or stream is not a valid
 // identifier, so callers can use the parts without further checks.
 func ParseDeviceTopic(topic string) (deviceID, kind, rest string, ok bool) {
@@ -78,7 +84,7 @@ func ParseDeviceTopic(topic string) (deviceID, kind, rest string, ok bool) {
 	}
 	deviceID, kind = levels[1], levels[2]
 	switch kind {
-	case KindRequest, KindResponse, KindCommands:
+	case KindRequest, KindResponse, KindCommands, KindSync:
 		if len(levels) != 3 {
 			return "", "", "", false
 		}

@@ -34,6 +34,10 @@ type Options struct {
 	Logger    *slog.Logger
 	// Accounts tunes codes, sessions and anti-automation limits (account_service.go).
 	Accounts AccountOptions
+	// Sync keeps pairings, the sync log and settings (nil: those features are off).
+	Sync SyncStore
+	// SyncOptions tune the sync log and relay (sync_relay.go).
+	SyncOptions SyncOptions
 }
 
 // Hub is the domain service. Its methods are safe for concurrent use.
@@ -45,6 +49,7 @@ type Hub struct {
 	log       *slog.Logger
 	acc       *accounts
 	dev       *deviceState
+	sync      *syncState // nil without Options.Sync
 }
 
 // New builds the hub.
@@ -55,6 +60,11 @@ func New(opts Options) *Hub {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{store: opts.Store, notifier: opts.Notifier, publisher: opts.Publisher, clock: opts.Clock, log: opts.Logger,
+	h := &Hub{store: opts.Store, notifier: opts.Notifier, publisher: opts.Publisher, clock: opts.Clock, log: opts.Logger,
 		acc: newAccounts(opts.Accounts), dev: newDeviceState()}
+	if opts.Sync != nil {
+		h.sync = newSyncState(opts.Sync, opts.SyncOptions)
+		h.store = syncAwareStore{Store: opts.Store, h: h} // pairing.go: unbinding ends pairings
+	}
+	return h
 }

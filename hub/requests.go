@@ -43,6 +43,23 @@ func (h *Hub) HandleRequest(ctx context.Context, id devices.Identity, req device
 			return nil, Errorf(EForbidden, "only a phone or tablet can unbind another device")
 		}
 		return nil, h.Unbind(ctx, id.AccountID, target, args.Password, id.DeviceID)
+	case devices.OpPair, devices.OpUnpair:
+		args, err := devices.DecodeArgs[devices.PairArgs](req)
+		if err != nil {
+			return nil, decodeError(err)
+		}
+		if req.Op == devices.OpPair {
+			return nil, h.Pair(ctx, id, args.DeviceID)
+		}
+		return nil, h.Unpair(ctx, id, args.DeviceID)
+	case devices.OpSyncAck:
+		args, err := devices.DecodeArgs[devices.SyncAckArgs](req)
+		if err != nil {
+			return nil, decodeError(err)
+		}
+		return nil, h.SyncAck(ctx, id, args.Cursor)
+	case devices.OpSettingsGet, devices.OpSettingsSet, devices.OpSettingsReport:
+		return h.handleSettingsRequest(ctx, id, req)
 	}
 	return nil, FieldError(EInvalid, "op", "operation %q is not available on this hub yet", req.Op)
 }

@@ -1,0 +1,206 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/hub"
+)
+
+// relayHook connects the hub's sync relay to controllers. A controller that subscribed to its
+// sync topic (devices/{id}/sync) gets a hub.SyncSession; the hook writes the session's
+// entries straight to that one client and reports each PUBACK back as the flow-control
+// signal.
+//
+// Entries are written to the client directly rather than through mochi's publish path, for
+// two reasons: mochi would queue without bound for a slow subscriber and drop past its
+// in-flight limit (8,192) without telling anyone, and its storage hook would persist every
+// relayed message a second time, when the sync log and the controller's durable cursor are
+// already the record. The packet ID is still reserved in mochi's in-flight table, so mochi
+// never hands the same ID to another message and routes the PUBACK to OnQosComplete.
+type relayHook struct {
+	mqtt.HookBase
+	auth *authHook
+	hub  *hub.Hub
+	srv  *mqtt.Server
+	log  interface {
+		Warn(msg string, args ...any)
+	}
+	window int
+
+	conns sync.Map // client ID → *relayConn
+}
+
+// relayConn is one controller connection with an open sync session.
+type relayConn struct {
+	cl      *mqtt.Client
+	session *hub.SyncSession
+	mu      sync.Mutex
+	pids    map[uint16]int64 // packet ID → cursor, for entries not yet acknowledged
+}
+
+func (h *relayHook) ID() string { return "devicehub-relay" }
+
+func (h *relayHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnQosComplete:
+		return true
+	}
+	return false
+}
+
+// controller returns the identity of a bound controller, or false.
+func (h *relayHook) controller(cl *mqtt.Client) (devices.Identity, bool) {
+	if cl.Net.Inline {
+		return devices.Identity{}, false
+	}
+	c := h.auth.connOf(cl)
+	if c == nil || c.anonymous || !c.id.Bound() || !devices.IsController(c.id.Type) {
+		return devices.Identity{}, false
+	}
+	return c.id, true
+}
+
+// subscribedToSync reports whether the client holds a subscription covering its sync topic.
+func subscribedToSync(cl *mqtt.Client) bool {
+	topic := devices.ControllerSyncTopic(cl.ID)
+	for f := range cl.State.Subscriptions.GetAll() {
+		if devices.Match(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *relayHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Net.Inline || h.auth.hub == nil {
+		return
+	}
+	c := h.auth.connOf(cl)
+	if c == nil || c.anonymous {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+	defer cancel()
+	h.hub.SettingsOnConnect(ctx, c.id)
+	// A resumed session keeps its subscriptions: the relay starts without a new SUBSCRIBE.
+	if _, ok := h.controller(cl); ok && subscribedToSync(cl) {
+		h.start(cl)
+	}
+}
+
+func (h *relayHook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	if _, ok := h.controller(cl); ok && subscribedToSync(cl) {
+		h.start(cl)
+	}
+}
+
+func (h *relayHook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
+	if !subscribedToSync(cl) {
+		h.stop(cl)
+	}
+}
+
+func (h *relayHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.stop(cl) }
+
+func (h *relayHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	v, ok := h.conns.Load(cl.ID)
+	if !ok {
+		return
+	}
+	rc := v.(*relayConn)
+	if rc.cl != cl {
+		return
+	}
+	rc.mu.Lock()
+	cursor, ok := rc.pids[pk.PacketID]
+	delete(rc.pids, pk.PacketID)
+	rc.mu.Unlock()
+	if ok {
+		rc.session.Delivered(cursor)
+	}
+}
+
+// start opens a sync session for the connection, unless it has one.
+func (h *relayHook) start(cl *mqtt.Client) {
+	id, ok := h.controller(cl)
+	if !ok {
+		return
+	}
+	if v, ok := h.conns.Load(cl.ID); ok && v.(*relayConn).cl == cl {
+		return
+	}
+	window := h.window
+	// An MQTT 5 client may allow fewer unacknowledged messages than our window.
+	if rm := int(cl.Properties.Props.ReceiveMaximum); cl.Properties.ProtocolVersion == 5 && rm > 0 && (window <= 0 || rm < window) {
+		window = rm
+	}
+	rc := &relayConn{cl: cl, pids: map[uint16]int64{}}
+	topic := devices.ControllerSyncTopic(cl.ID)
+	send := func(cursor int64, payload []byte) error {
+		if cl.Closed() {
+			return mqtt.ErrConnectionClosed
+		}
+		pid, err := cl.NextPacketID()
+		if err != nil {
+			return err
+		}
+		pk := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			TopicName:   topic,
+			Payload:     payload,
+			PacketID:    uint16(pid),
+			Created:     time.Now().Unix(),
+			Origin:      "hub",
+		}
+		rc.mu.Lock()
+		rc.pids[pk.PacketID] = cursor
+		rc.mu.Unlock()
+		if cl.State.Inflight.Set(pk) {
+			atomic.AddInt64(&h.srv.Info.Inflight, 1)
+		}
+		return cl.WritePacket(pk)
+	}
+	rc.session = h.hub.OpenSync(id, window, send)
+	if rc.session == nil {
+		return
+	}
+	if prev, loaded := h.conns.Swap(cl.ID, rc); loaded {
+		h.release(prev.(*relayConn), false)
+	}
+	rc.session.Start()
+}
+
+// stop closes the connection's session, if it has one.
+func (h *relayHook) stop(cl *mqtt.Client) {
+	v, ok := h.conns.Load(cl.ID)
+	if !ok || v.(*relayConn).cl != cl {
+		return
+	}
+	rc := v.(*relayConn)
+	h.conns.CompareAndDelete(cl.ID, rc)
+	h.release(rc, true)
+}
+
+// release ends a session and frees the packet IDs it still held, so a persistent session
+// does not redeliver them on reconnect on top of the relay's own catch-up from the durable
+// cursor.
+func (h *relayHook) release(rc *relayConn, closeSession bool) {
+	if closeSession {
+		rc.session.Close()
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for pid := range rc.pids {
+		if rc.cl.State.Inflight.Delete(pid) {
+			atomic.AddInt64(&h.srv.Info.Inflight, -1)
+		}
+	}
+	clear(rc.pids)
+}

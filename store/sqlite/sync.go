@@ -1,0 +1,269 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/devicehub/devicehub/hub"
+)
+
+// SyncLog is the store of pairings, the sync log, controller cursors and settings
+// (hub.SyncStore). Samples are written through their own group committer, so the commit of
+// one sample is shared by every sample waiting at that moment and ingest is not capped at
+// one fsync per message (../shared/figures.md), without queueing behind broker-state writes.
+type SyncLog struct {
+	db     *DB
+	group  *groupCommitter
+	insert *sql.Stmt
+}
+
+// SyncLog returns the sync store of the database. Each call starts a writer goroutine that
+// Close stops: call it once per process.
+func (db *DB) SyncLog() (*SyncLog, error) {
+	// Prepared once on the single writer connection; each batch's transaction reuses it.
+	st, err := db.writer.Prepare(`INSERT INTO sync_log(account_id, device_id, stream, seq, ts, wide, data, created_at)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return nil, fmt.Errorf("prepare sync insert: %w", err)
+	}
+	return &SyncLog{db: db, group: newGroupCommitter(db, "sync.append", 1024), insert: st}, nil
+}
+
+// Close stops the committer (queued samples fail with ErrClosed: they were never
+// acknowledged).
+func (s *SyncLog) Close() {
+	s.group.close()
+	_ = s.insert.Close()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// AppendSync stores one sample, group-committed.
+func (s *SyncLog) AppendSync(ctx context.Context, r hub.SyncRecord) (bool, error) {
+	stored := false
+	err := s.group.do(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Stmt(s.insert).Exec(r.AccountID, r.DeviceID, r.Stream, int64(r.Seq), r.TS.UnixNano(), boolInt(r.Wide), []byte(r.Data), ms(r.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("append sync entry: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		// The batch may be retried job by job after another job failed: the last run's
+		// answer is the one that committed.
+		stored = n == 1
+		return nil
+	})
+	return stored, err
+}
+
+const syncCols = `cursor, account_id, device_id, stream, seq, ts, wide, data, created_at`
+
+func scanSync(rows *sql.Rows) (hub.SyncRecord, error) {
+	var r hub.SyncRecord
+	var seq, ts, created int64
+	var wide int
+	var data []byte
+	if err := rows.Scan(&r.Cursor, &r.AccountID, &r.DeviceID, &r.Stream, &seq, &ts, &wide, &data, &created); err != nil {
+		return hub.SyncRecord{}, err
+	}
+	r.Seq, r.TS, r.Wide, r.Data, r.CreatedAt = uint64(seq), time.Unix(0, ts).UTC(), wide != 0, data, fromMS(created)
+	return r, nil
+}
+
+func collectSync(rows *sql.Rows, op string) ([]hub.SyncRecord, error) {
+	defer rows.Close()
+	var out []hub.SyncRecord
+	for rows.Next() {
+		r, err := scanSync(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return out, nil
+}
+
+// SyncEntriesFor reads the next entries a controller may receive. Entitlement is joined with
+// the pairings table at read time, so an unpairing or unbinding stops delivery of the gadget's
+// entries at once, also of entries written before it.
+func (s *SyncLog) SyncEntriesFor(ctx context.Context, controllerID, accountID string, after int64, limit int) ([]hub.SyncRecord, int64, error) {
+	defer s.db.observed("sync.entries_for", time.Now())
+	tx, err := s.db.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, fmt.Errorf("sync entries: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	// One read transaction: the pruning mark and the entries come from the same snapshot, so
+	// an entry is either returned or covered by the mark, never silently missing.
+	var pruned int64
+	err = tx.QueryRowContext(ctx, `SELECT through FROM sync_pruned WHERE account_id = ?`, accountID).Scan(&pruned)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, fmt.Errorf("sync pruned mark: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+syncCols+` FROM sync_log
+		WHERE account_id = ?1 AND cursor > ?2 AND device_id != ?3
+		  AND (wide = 1 OR device_id IN (SELECT gadget_id FROM pairings WHERE controller_id = ?3))
+		ORDER BY cursor LIMIT ?4`, accountID, max(after, pruned), controllerID, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sync entries: %w", err)
+	}
+	out, err := collectSync(rows, "sync entries")
+	return out, pruned, err
+}
+
+// SyncCursor returns the controller's durable cursor.
+func (s *SyncLog) SyncCursor(ctx context.Context, controllerID string) (int64, error) {
+	defer s.db.observed("sync.cursor", time.Now())
+	var c int64
+	err := s.db.reader.QueryRowContext(ctx, `SELECT acked FROM sync_cursors WHERE controller_id = ?`, controllerID).Scan(&c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sync cursor: %w", err)
+	}
+	return c, nil
+}
+
+// AckSync raises the durable cursor; it shares the samples' group commit, since phones
+// acknowledge about as often as bands publish.
+func (s *SyncLog) AckSync(ctx context.Context, controllerID, accountID string, cursor int64, at time.Time) error {
+	return s.group.do(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO sync_cursors(controller_id, account_id, acked, updated_at) VALUES(?, ?, ?, ?)
+			ON CONFLICT(controller_id) DO UPDATE SET acked = max(acked, excluded.acked), account_id = excluded.account_id, updated_at = excluded.updated_at`,
+			controllerID, accountID, cursor, ms(at))
+		return wrapf(err, "ack sync")
+	})
+}
+
+// PruneSync applies retention. Entries are deleted oldest first, so "pruned through" per
+// account is simply the highest cursor deleted.
+func (s *SyncLog) PruneSync(ctx context.Context, olderThan time.Time, maxPerAccount, batch int) (int, error) {
+	if batch <= 0 {
+		batch = 10000
+	}
+	type victim struct {
+		account string
+		cursor  int64
+	}
+	var victims []victim
+	// Age: cursors follow commit time, so walk from the oldest and stop at the first young one.
+	rows, err := s.db.reader.QueryContext(ctx, `SELECT account_id, cursor, created_at FROM sync_log ORDER BY cursor LIMIT ?`, batch)
+	if err != nil {
+		return 0, fmt.Errorf("prune sync: %w", err)
+	}
+	for rows.Next() {
+		var v victim
+		var created int64
+		if err := rows.Scan(&v.account, &v.cursor, &created); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("prune sync: %w", err)
+		}
+		if created >= ms(olderThan) {
+			break
+		}
+		victims = append(victims, v)
+	}
+	rows.Close()
+	// Size: per account, everything below its maxPerAccount-th newest entry.
+	if maxPerAccount > 0 && len(victims) < batch {
+		accs, err := s.db.reader.QueryContext(ctx, `SELECT account_id FROM sync_log GROUP BY account_id HAVING COUNT(*) > ?`, maxPerAccount)
+		if err != nil {
+			return 0, fmt.Errorf("prune sync: %w", err)
+		}
+		var over []string
+		for accs.Next() {
+			var a string
+			if err := accs.Scan(&a); err != nil {
+				accs.Close()
+				return 0, fmt.Errorf("prune sync: %w", err)
+			}
+			over = append(over, a)
+		}
+		accs.Close()
+		for _, a := range over {
+			r, err := s.db.reader.QueryContext(ctx, `SELECT cursor FROM sync_log WHERE account_id = ?1 AND cursor <
+				(SELECT cursor FROM sync_log WHERE account_id = ?1 ORDER BY cursor DESC LIMIT 1 OFFSET ?2 - 1)
+				ORDER BY cursor LIMIT ?3`, a, maxPerAccount, batch-len(victims))
+			if err != nil {
+				return 0, fmt.Errorf("prune sync: %w", err)
+			}
+			for r.Next() {
+				v := victim{account: a}
+				if err := r.Scan(&v.cursor); err != nil {
+					r.Close()
+					return 0, fmt.Errorf("prune sync: %w", err)
+				}
+				victims = append(victims, v)
+			}
+			r.Close()
+		}
+	}
+	if len(victims) == 0 {
+		return 0, nil
+	}
+	through := map[string]int64{}
+	for _, v := range victims {
+		through[v.account] = max(through[v.account], v.cursor)
+	}
+	err = s.db.tx(ctx, "sync.prune", func(tx *sql.Tx) error {
+		del, err := tx.Prepare(`DELETE FROM sync_log WHERE cursor = ?`)
+		if err != nil {
+			return fmt.Errorf("prune sync: %w", err)
+		}
+		defer del.Close()
+		for _, v := range victims {
+			if _, err := del.Exec(v.cursor); err != nil {
+				return fmt.Errorf("prune sync: %w", err)
+			}
+		}
+		for a, c := range through {
+			// The mark covers every cursor up to c: for the size bound, older entries of the
+			// account were deleted in earlier rounds or are in this one.
+			if _, err := tx.Exec(`INSERT INTO sync_pruned(account_id, through) VALUES(?, ?)
+				ON CONFLICT(account_id) DO UPDATE SET through = max(through, excluded.through)`, a, c); err != nil {
+				return fmt.Errorf("prune sync mark: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(victims), nil
+}
+
+// Telemetry pages through a device's stored samples.
+func (s *SyncLog) Telemetry(ctx context.Context, q hub.TelemetryQuery) ([]hub.SyncRecord, error) {
+	defer s.db.observed("sync.telemetry", time.Now())
+	where := []string{"account_id = ?", "device_id = ?", "cursor > ?"}
+	args := []any{q.AccountID, q.DeviceID, q.After}
+	if q.Stream != "" {
+		where, args = append(where, "stream = ?"), append(args, q.Stream)
+	}
+	if !q.From.IsZero() {
+		where, args = append(where, "ts >= ?"), append(args, q.From.UnixNano())
+	}
+	if !q.To.IsZero() {
+		where, args = append(where, "ts < ?"), append(args, q.To.UnixNano())
+	}
+	args = append(args, q.Limit)
+	rows, err := s.db.reader.QueryContext(ctx, `SELECT `+syncCols+` FROM sync_log WHERE `+strings.Join(where, " AND ")+` ORDER BY cursor LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	return collectSync(rows, "telemetry")
+}
+
+var _ hub.SyncStore = (*SyncLog)(nil)
