@@ -197,8 +197,8 @@ var linkRE = regexp.MustCompile(`/api/v1/accounts/confirm\?token=([A-Za-z0-9_-]+
 
 // TestPortalInBrowser is the portal end to end in a real browser: register (the page solves
 // the challenge), confirm with the code from the outbox, sign in, bind a band by its code,
-// rename it, see sessions and the audit log, confirm another account by the emailed link,
-// try another account's device URL (404), and sign out.
+// rename it, see its telemetry charted after it syncs, see sessions and the audit log, try another account's device URL (404),
+// confirm another account by the emailed link, and sign out.
 func TestPortalInBrowser(t *testing.T) {
 	h := apptest.Start(t, nil)
 	b := newPortalBrowser(t, h.URL())
@@ -300,6 +300,53 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 	b.shot("device")
 
+	// Data: Anna's phone pairs with the band (a band syncs only while paired), the band sends
+	// steps, heart rate and battery, and the data page charts them.
+	annaLogin, err := api.Login(ctx, who, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	annaPhone, err := api.WithToken(annaLogin.Token).RegisterDevice(ctx, "phone", "Anna's phone", "imei-anna")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone, err := client.Connect(ctx, client.Options{Broker: h.MQTTURL(), DeviceID: annaPhone.DeviceID, Secret: annaPhone.Secret, CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	if _, err := phone.Request(ctx, devices.OpPair, devices.PairArgs{DeviceID: band[0].DeviceID}); err != nil {
+		t.Fatalf("pair: %v", err)
+	}
+	now := time.Now().UTC()
+	for i := range 6 {
+		ts := now.Add(-time.Duration(5-i) * 12 * time.Hour)
+		if err := bound.PublishTelemetry(ctx, devices.StreamSteps, uint64(i+1), ts, devices.StepsSample{Count: int64(1000 + 500*i)}); err != nil {
+			t.Fatalf("steps: %v", err)
+		}
+		if err := bound.PublishTelemetry(ctx, devices.StreamHeartRate, uint64(i+1), ts, devices.HeartRateSample{BPM: int64(60 + 5*i)}); err != nil {
+			t.Fatalf("heart rate: %v", err)
+		}
+	}
+	if err := bound.PublishTelemetry(ctx, devices.StreamBattery, 1, now, devices.BatterySample{Percent: 87}); err != nil {
+		t.Fatalf("battery: %v", err)
+	}
+	b.step("data", 200, chromedp.Navigate(h.URL()+"/devices/"+band[0].DeviceID+"/data?period=7d"))
+	if n := b.eval(`String(document.querySelectorAll('figure[data-chart="Steps per day"] rect.bar').length)`); n == "0" {
+		t.Fatal("no bars in the steps chart")
+	}
+	if n := b.eval(`String(document.querySelectorAll('figure[data-chart="Heart rate"] polyline.line').length)`); n != "1" {
+		t.Fatalf("heart rate chart has %s lines", n)
+	}
+	if got := b.text(`figure[data-chart="Heart rate"] p`); !strings.Contains(got, "6 samples") {
+		t.Fatalf("heart rate summary %q", got)
+	}
+	b.shot("data")
+	b.step("devices-battery", 200, chromedp.Navigate(h.URL()+"/devices"))
+	if got := b.text(row); !strings.Contains(got, "87 %") {
+		t.Fatalf("the devices page shows no battery level for the band: %q", got)
+	}
+
 	// Security: this session is listed, and the audit log has the binding done on the web.
 	b.step("security", 200, chromedp.Navigate(h.URL()+"/security"))
 	if !strings.Contains(b.text("#sessions"), "this browser") {
@@ -318,12 +365,12 @@ func TestPortalInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	phone, err := api.WithToken(lb.Token).RegisterDevice(ctx, "phone", "Boris's phone", "imei-boris")
+	borisPhone, err := api.WithToken(lb.Token).RegisterDevice(ctx, "phone", "Boris's phone", "imei-boris")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"", "/data", "/find"} {
-		b.step("other-account"+p, 404, chromedp.Navigate(h.URL()+"/devices/"+phone.DeviceID+p))
+		b.step("other-account"+p, 404, chromedp.Navigate(h.URL()+"/devices/"+borisPhone.DeviceID+p))
 		if b.text("#not-found") == "" || strings.Contains(b.eval(`document.body.textContent`), "Boris") {
 			t.Fatalf("another account's device page %s is not a plain 404", p)
 		}

@@ -12,7 +12,7 @@ import (
 
 const (
 	chartW, chartH             = 640.0, 240.0
-	padLeft, padRight          = 52.0, 12.0
+	padLeft, padRight          = 52.0, 40.0
 	padTop, padBottom          = 12.0, 30.0
 	plotW, plotH               = chartW - padLeft - padRight, chartH - padTop - padBottom
 	plotBottom, plotRight      = padTop + plotH, padLeft + plotW
@@ -25,6 +25,7 @@ const (
 // Chart is one chart's drawing, ready for the chart template.
 type Chart struct {
 	Title, Unit string
+	Class       string // extra class for the line and dots (colour)
 	W, H        float64
 	Left, Right float64 // plot area edges
 	Top, Bottom float64

@@ -2,7 +2,10 @@ package web
 
 import (
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
@@ -20,7 +23,7 @@ type deviceRow struct {
 
 type devicesData struct {
 	Devices []deviceRow
-	// Extras is false while the hub cannot tell battery levels and pairings.
+	// Extras is false while the hub cannot tell battery levels.
 	Extras   bool
 	BindID   string
 	BindCode string
@@ -120,4 +123,33 @@ func (p *Portal) unbindPost(rq *request) {
 		return
 	}
 	redirect(rq, "/devices?done=unbound")
+}
+
+// batteryWindow is how far back the devices page looks for a battery sample: an older level
+// says little about the battery now.
+const batteryWindow = 24 * time.Hour
+
+// deviceExtras fills each row's latest battery level from the synced telemetry; false says
+// the hub has no telemetry (not built or switched off). Pairings are not listed: the hub has
+// no method for an owner to read them yet (see docs/portal.md).
+func (p *Portal) deviceExtras(rq *request, rows []deviceRow) (bool, error) {
+	to := p.clock.Now()
+	for i := range rows {
+		info, _ := devices.Info(rows[i].Type)
+		if !slices.Contains(info.Streams, devices.StreamBattery) {
+			continue
+		}
+		pts, _, err := p.series(rq, rows[i].ID, devices.StreamBattery, to.Add(-batteryWindow), to)
+		if unavailable(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if len(pts) > 0 {
+			last := pts[len(pts)-1]
+			rows[i].Battery = strconv.FormatFloat(last.V, 'f', 0, 64) + " % (" + last.T.UTC().Format("Jan 2 15:04") + " UTC)"
+		}
+	}
+	return true, nil
 }
