@@ -203,17 +203,38 @@ func (r *loadRun) provision(ctx context.Context) error {
 	o := r.opts
 	r.opts.Progress.Phase("provision", 0)
 	defer r.opts.Progress.Done()
+	// Batches go a few at a time: the hub's store commits them one after another anyway, but
+	// the HTTP and JSON work of one overlaps the commits of another.
+	const parallel = 4
+	var mu sync.Mutex
+	var counts []int
+	for left := o.Accounts; left > 0; left -= min(left, 250) {
+		counts = append(counts, min(left, 250))
+	}
+	batches := make([][]hub.LoadAccount, len(counts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for i, n := range counts {
+		g.Go(func() error {
+			var out struct {
+				Accounts []hub.LoadAccount `json:"accounts"`
+			}
+			if err := r.admin.Do(gctx, http.MethodPost, "/api/v1/admin/accounts", map[string]int{"count": n}, &out); err != nil {
+				return notImplemented(fmt.Errorf("admin accounts: %w", err))
+			}
+			batches[i] = out.Accounts
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
 	var accounts []hub.LoadAccount
-	for left := o.Accounts; left > 0; {
-		n := min(left, 1000)
-		var out struct {
-			Accounts []hub.LoadAccount `json:"accounts"`
-		}
-		if err := r.admin.Do(ctx, http.MethodPost, "/api/v1/admin/accounts", map[string]int{"count": n}, &out); err != nil {
-			return notImplemented(fmt.Errorf("admin accounts: %w", err))
-		}
-		accounts = append(accounts, out.Accounts...)
-		left -= n
+	for _, b := range batches {
+		accounts = append(accounts, b...)
+	}
+	if len(accounts) != o.Accounts {
+		return fmt.Errorf("admin accounts: got %d, want %d", len(accounts), o.Accounts)
 	}
 	provision := func(typ devices.Type, n int) ([]apiclient.Credentials, error) {
 		var all []apiclient.Credentials
@@ -268,17 +289,27 @@ func (r *loadRun) provision(ctx context.Context) error {
 		}
 	}
 	secrets := make(map[string]string, len(bindings))
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
 	for chunk := range slices.Chunk(bindings, 500) {
-		var out struct {
-			Bindings []hub.LoadBinding `json:"bindings"`
-		}
-		if err := r.admin.Do(ctx, http.MethodPost, "/api/v1/admin/bindings", map[string]any{"bindings": chunk}, &out); err != nil {
-			return notImplemented(fmt.Errorf("admin bindings: %w", err))
-		}
-		for _, b := range out.Bindings {
-			secrets[b.DeviceID] = b.Secret
-		}
-		r.opts.Progress.Add(int64(len(chunk)))
+		g.Go(func() error {
+			var out struct {
+				Bindings []hub.LoadBinding `json:"bindings"`
+			}
+			if err := r.admin.Do(gctx, http.MethodPost, "/api/v1/admin/bindings", map[string]any{"bindings": chunk}, &out); err != nil {
+				return notImplemented(fmt.Errorf("admin bindings: %w", err))
+			}
+			mu.Lock()
+			for _, b := range out.Bindings {
+				secrets[b.DeviceID] = b.Secret
+			}
+			mu.Unlock()
+			r.opts.Progress.Add(int64(len(chunk)))
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	for _, d := range r.devices() {
 		d.creds.Secret = secrets[d.creds.DeviceID]
