@@ -1,0 +1,255 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/devicehub/devicehub/apiclient"
+	"github.com/devicehub/devicehub/app/apptest"
+	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/devices/client"
+)
+
+// BenchmarkRelayVsBareMochi runs the same QoS 1 load (benchPublishers publishers, each
+// publishing and waiting for its PUBACK, one subscriber) through bare mochi (allow-all) and
+// through the hub (authenticated bands → ACL → schema → group commit → PUBACK → relay to the
+// paired phone), in one run, and reports both and their ratio. Latency is publish → arrival
+// at the subscriber, from the sample's ts.
+//
+//	go test ./broker -run '^$' -bench RelayVsBareMochi -benchtime 1x
+func BenchmarkRelayVsBareMochi(b *testing.B) {
+	const perPublisher = 400
+	for range b.N {
+		bare := runBare(b, perPublisher)
+		hubRes := runHub(b, perPublisher)
+		b.Logf("bare mochi: %s", bare)
+		b.Logf("hub:        %s", hubRes)
+		b.ReportMetric(bare.rate, "bare_msgs/s")
+		b.ReportMetric(hubRes.rate, "hub_msgs/s")
+		b.ReportMetric(hubRes.rate/bare.rate, "throughput_ratio")
+		b.ReportMetric(bare.p50, "bare_p50_ms")
+		b.ReportMetric(hubRes.p50, "hub_p50_ms")
+		b.ReportMetric(bare.p99, "bare_p99_ms")
+		b.ReportMetric(hubRes.p99, "hub_p99_ms")
+		b.ReportMetric(hubRes.p99/bare.p99, "p99_ratio")
+		b.ReportMetric(float64(bare.lost), "bare_lost")
+		b.ReportMetric(float64(hubRes.lost), "hub_lost")
+	}
+}
+
+const benchPublishers = 50
+
+type loadResult struct {
+	acked, received, lost int
+	rate, p50, p99        float64
+}
+
+func (r loadResult) String() string {
+	return fmt.Sprintf("%d acked, %d delivered, %d lost, %.0f msgs/s, p50 %.2f ms, p99 %.2f ms", r.acked, r.received, r.lost, r.rate, r.p50, r.p99)
+}
+
+// collector is the subscriber's side: unique samples and their latencies.
+type collector struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	lat  []float64
+	last atomic.Int64
+}
+
+func newCollector() *collector { return &collector{seen: map[string]bool{}} }
+
+func (c *collector) add(key string, ts time.Time) {
+	now := time.Now()
+	c.mu.Lock()
+	if !c.seen[key] {
+		c.seen[key] = true
+		c.lat = append(c.lat, float64(now.Sub(ts).Microseconds())/1000)
+	}
+	c.mu.Unlock()
+	c.last.Store(now.UnixNano())
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
+
+// drive publishes perPublisher samples from each publisher and waits (bounded) for the
+// subscriber to go quiet.
+func drive(b *testing.B, pubs []paho.Client, topic func(i int) string, perPublisher int, c *collector) loadResult {
+	b.Helper()
+	var acked atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, p := range pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 1; seq <= perPublisher; seq++ {
+				pl := fmt.Sprintf(`{"seq":%d,"ts":%q,"count":%d}`, seq, time.Now().UTC().Format(time.RFC3339Nano), seq)
+				tok := p.Publish(topic(i), 1, false, pl)
+				if tok.WaitTimeout(30*time.Second) && tok.Error() == nil {
+					acked.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	want := int(acked.Load())
+	deadline := time.Now().Add(20 * time.Second)
+	for c.count() < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Duration(c.last.Load() - start.UnixNano())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sort.Float64s(c.lat)
+	r := loadResult{acked: want, received: len(c.seen), lost: want - len(c.seen)}
+	if len(c.lat) > 0 {
+		r.p50, r.p99 = c.lat[len(c.lat)/2], c.lat[len(c.lat)*99/100]
+		r.rate = float64(len(c.seen)) / elapsed.Seconds()
+	}
+	return r
+}
+
+func pahoConnect(b *testing.B, url, id, user, pass string, onMsg paho.MessageHandler) paho.Client {
+	b.Helper()
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(true).SetAutoReconnect(false).
+		SetConnectTimeout(10 * time.Second).SetOrderMatters(false)
+	if user != "" {
+		o.SetUsername(user).SetPassword(pass)
+	}
+	if onMsg != nil {
+		o.SetDefaultPublishHandler(onMsg)
+	}
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatalf("connect %s: %v", id, tok.Error())
+	}
+	b.Cleanup(func() { c.Disconnect(0) })
+	return c
+}
+
+// allowAll is mochi's allow-all auth, as in the reference figures.
+type allowAll struct{ mqtt.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+func (*allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool              { return true }
+
+func runBare(b *testing.B, perPublisher int) loadResult {
+	b.Helper()
+	srv := mqtt.New(&mqtt.Options{InlineClient: true})
+	_ = srv.AddHook(new(allowAll), nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: addr})); err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Close() })
+	url := "tcp://" + addr
+	c := newCollector()
+	sub := pahoConnect(b, url, "sub", "", "", nil)
+	tok := sub.Subscribe("bench/#", 1, func(_ paho.Client, m paho.Message) {
+		var v struct {
+			Seq uint64    `json:"seq"`
+			TS  time.Time `json:"ts"`
+		}
+		_ = json.Unmarshal(m.Payload(), &v)
+		c.add(m.Topic()+fmt.Sprint(v.Seq), v.TS)
+	})
+	tok.Wait()
+	pubs := make([]paho.Client, benchPublishers)
+	for i := range pubs {
+		pubs[i] = pahoConnect(b, url, fmt.Sprintf("pub%d", i), "", "", nil)
+	}
+	return drive(b, pubs, func(i int) string { return fmt.Sprintf("bench/%d", i) }, perPublisher, c)
+}
+
+func runHub(b *testing.B, perPublisher int) loadResult {
+	b.Helper()
+	h := apptest.Start(b, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	api := apiclient.New(h.URL())
+	api.AdminToken = h.Config.Admin.Token
+	login, err := api.CreateAccount(ctx, "bench@example.com", "bench-password-long")
+	if err != nil {
+		b.Fatal(err)
+	}
+	anna := api.WithToken(login.Token)
+	phone, err := anna.RegisterDevice(ctx, "phone", "phone", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bands, err := api.Provision(ctx, "band", benchPublishers)
+	if err != nil {
+		b.Fatal(err)
+	}
+	secrets := make([]string, len(bands))
+	for i, bd := range bands {
+		f, err := client.Connect(ctx, client.Options{Broker: h.MQTTURL(), DeviceID: bd.DeviceID, Secret: bd.Secret, CleanSession: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, err := f.Request(ctx, devices.OpBindCode, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var bc devices.BindCodeResult
+		_ = json.Unmarshal(raw, &bc)
+		if err := anna.Bind(ctx, bd.DeviceID, bc.Code); err != nil {
+			b.Fatal(err)
+		}
+		for cmd := range f.Commands() {
+			if cmd.Type == devices.CmdBound {
+				var a devices.BoundArgs
+				_ = json.Unmarshal(cmd.Args, &a)
+				secrets[i] = a.Secret
+				break
+			}
+		}
+		f.Close()
+		id := devices.Identity{DeviceID: phone.DeviceID, AccountID: login.AccountID, Type: devices.Phone}
+		if err := h.Hub().Pair(ctx, id, bd.DeviceID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // factory sessions' clean-up
+	c := newCollector()
+	sub := pahoConnect(b, h.MQTTURL(), phone.DeviceID, phone.DeviceID, phone.Secret, nil)
+	tok := sub.Subscribe(devices.ControllerSyncTopic(phone.DeviceID), 1, func(_ paho.Client, m paho.Message) {
+		var e devices.SyncEntry
+		_ = json.Unmarshal(m.Payload(), &e)
+		c.add(e.Device+fmt.Sprint(e.Seq), e.TS)
+	})
+	tok.Wait()
+	pubs := make([]paho.Client, len(bands))
+	for i, bd := range bands {
+		pubs[i] = pahoConnect(b, h.MQTTURL(), bd.DeviceID, bd.DeviceID, secrets[i], nil)
+	}
+	return drive(b, pubs, func(i int) string { return devices.TelemetryTopic(bands[i].DeviceID, devices.StreamSteps) }, perPublisher, c)
+}
