@@ -48,6 +48,7 @@ func New(opts Options) *Server {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
 	s.routeAccounts()
 	s.routeDevices()
+	s.routeCommands()
 	s.routeSync() // sync.go
 	s.routeAdminLoad()
 	return s

@@ -35,6 +35,7 @@ type App struct {
 	sync    *sqlite.SyncLog
 	stopRet context.CancelFunc // stops sync retention
 	hub     *hub.Hub
+	stopCmd context.CancelFunc // stops command expiry
 	outbox  *notify.Outbox
 	broker  *broker.Broker
 	httpLn  net.Listener
@@ -81,7 +82,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.hub = hub.New(hub.Options{Store: a.db, Notifier: a.outbox, Logger: log.With("component", "hub"),
 		Accounts:    hub.AccountOptions{PublicURL: cfg.Notify.PublicURL},
 		Sync:        a.sync,
-		SyncOptions: hub.SyncOptions{Retention: cfg.Sync.Retention, MaxEntries: cfg.Sync.MaxEntries, Window: cfg.Sync.Window}})
+		SyncOptions: hub.SyncOptions{Retention: cfg.Sync.Retention, MaxEntries: cfg.Sync.MaxEntries, Window: cfg.Sync.Window},
+		Commands:    a.db,
+		CommandOptions: hub.CommandOptions{TTL: cfg.Commands.TTL, SecurityTTL: cfg.Commands.SecurityTTL,
+			LocationInterval: cfg.LostMode.LocationInterval}})
 
 	a.broker, err = broker.New(broker.Options{
 		TCPAddr:              cfg.Broker.TCPAddr,
@@ -152,6 +156,9 @@ func (a *App) Start() error {
 		a.served <- err
 	}()
 	a.outbox.Start()
+	cmdCtx, stopCmd := context.WithCancel(context.Background())
+	a.stopCmd = stopCmd
+	go a.hub.RunCommandExpiry(cmdCtx)
 	retCtx, stopRet := context.WithCancel(context.Background())
 	a.stopRet = stopRet
 	go a.hub.RunRetention(retCtx)
@@ -221,6 +228,9 @@ func (a *App) closeAll() error {
 	}
 	if a.stopRet != nil {
 		a.stopRet()
+	}
+	if a.stopCmd != nil {
+		a.stopCmd()
 	}
 	if a.state != nil {
 		a.state.Close()

@@ -56,7 +56,8 @@ func (h *authHook) ID() string { return "devicehub-auth" }
 
 func (h *authHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired,
+		mqtt.OnSubscribed: // commands.go
 		return true
 	}
 	return false
@@ -260,6 +261,7 @@ func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
 	defer cancel()
 	h.hub.DeviceOnline(ctx, c.id.DeviceID, true)
+	h.resendCommands(ctx, cl, c) // commands.go
 }
 
 func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {

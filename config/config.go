@@ -29,6 +29,20 @@ type Config struct {
 	Admin  AdminConfig
 	Notify NotifyConfig
 	Sync   SyncConfig
+	// Commands and LostMode tune owner commands to devices (hub/commands.go).
+	Commands CommandsConfig
+	LostMode LostModeConfig
+}
+
+// CommandsConfig is how long owner commands wait for their device.
+type CommandsConfig struct {
+	TTL         time.Duration // locate, ring
+	SecurityTTL time.Duration // lock, unlock, wipe
+}
+
+// LostModeConfig tunes phones in lost mode.
+type LostModeConfig struct {
+	LocationInterval time.Duration // how often a lost phone reports its location
 }
 
 // SyncConfig is the sync log's retention and the relay's flow control.
@@ -154,6 +168,9 @@ func keyList() []key {
 		{"sync.retention", "720h", false, "how long the sync log keeps entries (0 keeps them forever); older ones are reported to controllers as a gap"},
 		{"sync.max_entries", 1000000, false, "most sync log entries kept per account (0: no bound); older ones are reported as a gap"},
 		{"sync.window", 256, false, "sync entries sent to one controller and not yet acknowledged (bounds memory per controller)"},
+		{"commands.ttl", "24h", false, "how long locate and ring commands wait for an offline device before they expire"},
+		{"commands.security_ttl", "720h", false, "how long lock, unlock and wipe commands wait for an offline device before they expire"},
+		{"lost_mode.location_interval", "5m", false, "how often a phone in lost mode reports its location"},
 	}
 }
 
@@ -331,7 +348,9 @@ func fromViper(v *viper.Viper) (*Config, error) {
 				Username: str("notify.smtp.username"), Password: str("notify.smtp.password"), From: str("notify.smtp.from"),
 			},
 		},
-		Sync: SyncConfig{Retention: duration("sync.retention"), MaxEntries: integer("sync.max_entries"), Window: integer("sync.window")},
+		Sync:     SyncConfig{Retention: duration("sync.retention"), MaxEntries: integer("sync.max_entries"), Window: integer("sync.window")},
+		Commands: CommandsConfig{TTL: duration("commands.ttl"), SecurityTTL: duration("commands.security_ttl")},
+		LostMode: LostModeConfig{LocationInterval: duration("lost_mode.location_interval")},
 	}
 	if len(errs) > 0 {
 		return nil, errs[0]
@@ -388,6 +407,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Sync.Window < 1 || c.Sync.Window > 4096 {
 		return &Error{Key: "sync.window", Value: strconv.Itoa(c.Sync.Window), Reason: "must be between 1 and 4096 (mochi holds at most 8192 in flight per client)"}
+	}
+	if c.Commands.TTL < time.Minute {
+		return &Error{Key: "commands.ttl", Value: c.Commands.TTL.String(), Reason: "must be at least 1m"}
+	}
+	if c.Commands.SecurityTTL < time.Minute {
+		return &Error{Key: "commands.security_ttl", Value: c.Commands.SecurityTTL.String(), Reason: "must be at least 1m"}
+	}
+	if c.LostMode.LocationInterval < 10*time.Second || c.LostMode.LocationInterval > 24*time.Hour {
+		return &Error{Key: "lost_mode.location_interval", Value: c.LostMode.LocationInterval.String(), Reason: "must be between 10s and 24h"}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		k, v := "tls.key_file", c.TLS.KeyFile
@@ -501,6 +529,9 @@ func (c *Config) Redacted() [][2]string {
 		"sync.retention":                 c.Sync.Retention.String(),
 		"sync.max_entries":               strconv.Itoa(c.Sync.MaxEntries),
 		"sync.window":                    strconv.Itoa(c.Sync.Window),
+		"commands.ttl":                   c.Commands.TTL.String(),
+		"commands.security_ttl":          c.Commands.SecurityTTL.String(),
+		"lost_mode.location_interval":    c.LostMode.LocationInterval.String(),
 	}
 	out := make([][2]string, 0, len(keyList()))
 	for _, k := range keyList() {

@@ -114,7 +114,7 @@ const (
 // Ops lists every request operation.
 func Ops() []string {
 	return []string{OpBindCode, OpBind, OpUnbind, OpPair, OpUnpair, OpCommandAck, OpSyncAck,
-		OpSettingsGet, OpSettingsSet, OpSettingsReport, OpUnlock}
+		OpSettingsGet, OpSettingsSet, OpSettingsReport, OpUnlock, OpCommand}
 }
 
 // KnownOp reports whether op is a request operation.
@@ -569,8 +569,12 @@ type SettingsArgs struct {
 type LockArgs struct {
 	// Message is shown on the locked screen (at most 256 bytes).
 	Message string `json:"message,omitempty"`
-	// ContactNumber is a phone number shown for a finder to call.
+	// ContactNumber is a phone number shown for a finder to call (E.164); in lost mode it is
+	// the only number the phone may call.
 	ContactNumber string `json:"contact_number,omitempty"`
+	// ReportIntervalS is how often, in seconds, the phone reports its location while in lost
+	// mode (0: the phone's own default).
+	ReportIntervalS int `json:"report_interval_s,omitempty"`
 }
 
 // SyncEntry is what the hub publishes on SyncTopic: one telemetry sample of one device,
@@ -598,4 +602,39 @@ type SyncEntry struct {
 type Gap struct {
 	From int64 `json:"from"`
 	To   int64 `json:"to"`
+}
+
+// OpCommand: a controller issues an owner command (locate, ring, lock, unlock, wipe) to
+// another device of its account. Args CommandArgs; result the stored command (id, state, ...).
+const OpCommand = "command"
+
+// CommandArgs are the args of command.
+type CommandArgs struct {
+	// DeviceID is the device to command (not the sender).
+	DeviceID string `json:"device_id"`
+	// Type is locate, ring, lock, unlock or wipe.
+	Type string `json:"type"`
+	// Message is shown on the locked screen (lock only, at most 256 bytes).
+	Message string `json:"message,omitempty"`
+	// ContactNumber is the number a finder may call (lock only, required there).
+	ContactNumber string `json:"contact_number,omitempty"`
+}
+
+// Validate checks the args.
+func (a *CommandArgs) Validate() error {
+	if err := requireID("device_id", a.DeviceID); err != nil {
+		return err
+	}
+	switch a.Type {
+	case CmdLocate, CmdRing, CmdLock, CmdUnlock, CmdWipe:
+	default:
+		return fieldErr("type", "must be one of locate, ring, lock, unlock, wipe")
+	}
+	if len(a.Message) > 256 {
+		return fieldErr("message", "at most 256 bytes")
+	}
+	if len(a.ContactNumber) > 32 {
+		return fieldErr("contact_number", "at most 32 characters")
+	}
+	return nil
 }

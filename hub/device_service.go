@@ -366,6 +366,9 @@ func (h *Hub) Unbind(ctx context.Context, accountID, deviceID, password, actor s
 	if err != nil {
 		return err
 	}
+	if err := h.checkUnbindAllowed(ctx, d); err != nil { // lostmode.go
+		return err
+	}
 	if password == "" {
 		return FieldError(EInvalid, "password", "the account password is required to unbind a device")
 	}

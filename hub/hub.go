@@ -38,6 +38,10 @@ type Options struct {
 	Sync SyncStore
 	// SyncOptions tune the sync log and relay (sync_relay.go).
 	SyncOptions SyncOptions
+	// Commands keeps owner commands and lost mode (nil: those features are off).
+	Commands CommandStore
+	// CommandOptions tune command expiry and lost mode (commands.go).
+	CommandOptions CommandOptions
 }
 
 // Hub is the domain service. Its methods are safe for concurrent use.
@@ -49,7 +53,8 @@ type Hub struct {
 	log       *slog.Logger
 	acc       *accounts
 	dev       *deviceState
-	sync      *syncState // nil without Options.Sync
+	sync      *syncState    // nil without Options.Sync
+	cmd       *commandState // nil without Options.Commands
 }
 
 // New builds the hub.
@@ -61,7 +66,7 @@ func New(opts Options) *Hub {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Hub{store: opts.Store, notifier: opts.Notifier, publisher: opts.Publisher, clock: opts.Clock, log: opts.Logger,
-		acc: newAccounts(opts.Accounts), dev: newDeviceState()}
+		acc: newAccounts(opts.Accounts), dev: newDeviceState(), cmd: newCommandState(opts.Commands, opts.CommandOptions)}
 	if opts.Sync != nil {
 		h.sync = newSyncState(opts.Sync, opts.SyncOptions)
 		h.store = syncAwareStore{Store: opts.Store, h: h} // pairing.go: unbinding ends pairings

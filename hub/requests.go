@@ -60,6 +60,24 @@ func (h *Hub) HandleRequest(ctx context.Context, id devices.Identity, req device
 		return nil, h.SyncAck(ctx, id, args.Cursor)
 	case devices.OpSettingsGet, devices.OpSettingsSet, devices.OpSettingsReport:
 		return h.handleSettingsRequest(ctx, id, req)
+	case devices.OpCommandAck:
+		args, err := devices.DecodeArgs[devices.CommandAckArgs](req)
+		if err != nil {
+			return nil, decodeError(err)
+		}
+		return nil, h.AckCommand(ctx, id, args)
+	case devices.OpUnlock:
+		args, err := devices.DecodeArgs[devices.UnlockArgs](req)
+		if err != nil {
+			return nil, decodeError(err)
+		}
+		return nil, h.UnlockWithPassword(ctx, id, args.Password)
+	case devices.OpCommand:
+		args, err := devices.DecodeArgs[devices.CommandArgs](req)
+		if err != nil {
+			return nil, decodeError(err)
+		}
+		return h.commandFromDevice(ctx, id, args)
 	}
 	return nil, FieldError(EInvalid, "op", "operation %q is not available on this hub yet", req.Op)
 }

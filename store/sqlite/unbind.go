@@ -11,5 +11,8 @@ func unbindCleanup() []string {
 		`DELETE FROM sync_cursors WHERE controller_id = ?1`,
 		// The owner's alarm times and display choices are not the next owner's business.
 		`DELETE FROM settings WHERE owner = ?1`,
+		// The old owner's commands still waiting must not reach the device under a new owner
+		// (lost mode itself cannot be on here: unbinding is refused while it is).
+		`UPDATE commands SET state = 'failed', detail = 'cancelled: the device was unbound' WHERE device_id = ?1 AND state IN ('queued', 'delivered')`,
 	}
 }
