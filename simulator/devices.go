@@ -1,10 +1,12 @@
 package simulator
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,9 +117,10 @@ func (d *device) awaitBound(ctx context.Context, t Target, accountID string) err
 		return fmt.Errorf("bound command for account %q (want %q), secret set %v", args.AccountID, accountID, args.Secret != "")
 	}
 	d.secret = args.Secret
-	// A gadget keeps its broker session (clean=false), so that commands sent while it is away
-	// (settings, for instance) reach it when it comes back.
-	if err := d.connect(ctx, t, d.secret, false); err != nil {
+	// Clean sessions throughout: what a gadget must get after being away (settings) the hub
+	// sends on every connect. (A resumed session with messages in flight also runs into the
+	// broker refusing the client's next SUBSCRIBE with 0x91, packet identifier in use.)
+	if err := d.connect(ctx, t, d.secret, true); err != nil {
 		return fmt.Errorf("reconnect with the binding secret: %w", err)
 	}
 	return nil
@@ -204,6 +207,13 @@ func fromDevice(es []devices.SyncEntry, dev, stream string) (out []devices.SyncE
 		out = append(out, e)
 	}
 	return out, dups
+}
+
+// sortedByCursor returns the entries in cursor order: the order the hub relays them in.
+func sortedByCursor(es []devices.SyncEntry) []devices.SyncEntry {
+	out := slices.Clone(es)
+	slices.SortStableFunc(out, func(a, b devices.SyncEntry) int { return cmp.Compare(a.Cursor, b.Cursor) })
+	return out
 }
 
 // handset is the phone's own behaviour in lost mode: while locked it only calls the number

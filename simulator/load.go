@@ -365,7 +365,7 @@ func (r *loadRun) connectAll(ctx context.Context) error {
 func (r *loadRun) subscribeAndPair(ctx context.Context) error {
 	r.opts.Progress.Phase("subscribe", int64(len(r.phones)))
 	err := each(ctx, r, r.phones, func(ctx context.Context, p *loadPhone) error {
-		return p.conn.Subscribe(ctx, devices.SyncFilter(p.account), r.opts.QoS, func(_ string, payload []byte) { r.receive(p, payload) })
+		return p.conn.Subscribe(ctx, devices.ControllerSyncTopic(p.creds.DeviceID), r.opts.QoS, func(_ string, payload []byte) { r.receive(p, payload) })
 	})
 	r.opts.Progress.Done()
 	if err != nil {

@@ -185,7 +185,8 @@ func runStep(ctx context.Context, st step, s *story) (detail string, err error) 
 
 // notImplemented turns the hub's "this feature is not here yet" answers into
 // ErrNotImplemented: an MQTT request refused as an unknown op (invalid, field "op"), or an
-// HTTP endpoint that does not exist (a plain 404 or 405 from the router, not a JSON error).
+// HTTP endpoint that does not exist (a plain 404 or 405 from the router, or the portal's
+// JSON "no such endpoint").
 func notImplemented(err error) error {
 	var re *client.RemoteError
 	if errors.As(err, &re) && re.Code == hub.EInvalid && re.Field == "op" {
@@ -193,6 +194,11 @@ func notImplemented(err error) error {
 	}
 	var ae *apiclient.Error
 	if errors.As(err, &ae) && ae.Code == "http_error" && (ae.Status == http.StatusNotFound || ae.Status == http.StatusMethodNotAllowed) {
+		return fmt.Errorf("%w: %w", ErrNotImplemented, err)
+	}
+	// With the web portal mounted at "/", unknown API paths answer a JSON not_found with
+	// this message (web/web.go); a missing device says "no such device…" instead.
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.Code == hub.ENotFound && ae.Message == "no such endpoint" {
 		return fmt.Errorf("%w: %w", ErrNotImplemented, err)
 	}
 	return err

@@ -164,12 +164,12 @@ func (s *story) bindPhone(ctx context.Context) (string, error) {
 	return "phone " + p.id + " bound and connected", nil
 }
 
-// subscribeAnnaSync (re)subscribes Anna's phone to her account's sync stream, with a fresh
-// inbox.
+// subscribeAnnaSync (re)subscribes Anna's phone to its sync topic (the hub relays there what
+// the phone is entitled to, from its own cursor), with a fresh inbox.
 func (s *story) subscribeAnnaSync(ctx context.Context) error {
 	s.annaInbox = newInbox()
-	if err := s.annaPhone.conn.Subscribe(ctx, devices.SyncFilter(s.annaID), 1, s.annaInbox.handler); err != nil {
-		return fmt.Errorf("phone subscribe to its account's sync stream: %w", err)
+	if err := s.annaPhone.conn.Subscribe(ctx, devices.ControllerSyncTopic(s.annaPhone.id), 1, s.annaInbox.handler); err != nil {
+		return fmt.Errorf("phone subscribe to its sync topic: %w", err)
 	}
 	return nil
 }
@@ -194,7 +194,7 @@ func (s *story) provision(ctx context.Context, typ devices.Type) (*device, error
 	}
 	d := newDevice(cs[0].DeviceID, typ)
 	d.factory = cs[0].Secret
-	if err := d.connect(ctx, s.t, d.factory, false); err != nil {
+	if err := d.connect(ctx, s.t, d.factory, true); err != nil {
 		return nil, fmt.Errorf("%s connect with factory secret: %w", typ, err)
 	}
 	return d, nil
@@ -356,7 +356,7 @@ func (s *story) crossAccountSubscribeDenied(ctx context.Context) (string, error)
 	}
 	filters := []string{"#", "+/+/#", "accounts/" + s.annaID + "/#", devices.SyncFilter(s.annaID),
 		devices.DeviceFilter(s.annaPhone.id), devices.DeviceFilter(s.band.id), "devices/+/telemetry/#",
-		"$share/g/" + devices.SyncFilter(s.annaID)}
+		devices.ControllerSyncTopic(s.annaPhone.id), "$share/g/" + devices.ControllerSyncTopic(s.annaPhone.id)}
 	for _, f := range filters {
 		var se *client.SubscribeError
 		if err := s.borisPhone.conn.Subscribe(ctx, f, 1, leak); !errors.As(err, &se) {
@@ -401,7 +401,7 @@ func (s *story) telemetryRelay(ctx context.Context) (string, error) {
 	}
 	wantField := func(field string, want float64) func(json.RawMessage) error {
 		return func(raw json.RawMessage) error {
-			var m map[string]float64
+			var m map[string]any
 			if err := json.Unmarshal(raw, &m); err != nil {
 				return err
 			}
@@ -439,7 +439,9 @@ func (s *story) telemetryRelay(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	es = es[len(before):]
+	// devices/client hands messages to handlers concurrently, so arrival order in the inbox
+	// is not wire order; the hub's order is the cursor order.
+	es = sortedByCursor(es[len(before):])
 	last := -1
 	for _, x := range all {
 		i := find(es, x)
@@ -509,7 +511,7 @@ func (s *story) offlineCatchup(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("the hub reported a gap %d..%d", e.Gap.From, e.Gap.To)
 		}
 	}
-	fresh, dups := fromDevice(got, s.band.id, devices.StreamSteps)
+	fresh, dups := fromDevice(sortedByCursor(got), s.band.id, devices.StreamSteps)
 	var seqs []uint64
 	redelivered := 0
 	for _, e := range fresh {
@@ -551,24 +553,27 @@ func (s *story) settingsSync(ctx context.Context) (string, error) {
 	if set.Version <= cur.Version {
 		return "", fmt.Errorf("settings_set: version %d after %d", set.Version, cur.Version)
 	}
-	if err := s.band.connect(ctx, s.t, s.band.secret, false); err != nil {
+	// The band comes back with a clean session and, like firmware after a reboot, reads its
+	// own settings (settings_get for itself) rather than counting on a queued command: the
+	// hub's on-connect "settings" command is published before a clean session has subscribed
+	// to its commands topic, and a resumed session (clean=false) with messages in flight gets
+	// its next SUBSCRIBE refused by the broker (0x91, packet identifier in use).
+	if err := s.band.connect(ctx, s.t, s.band.secret, true); err != nil {
 		return "", fmt.Errorf("band reconnect: %w", err)
 	}
-	cmd, err := s.band.waitCommand(ctx, devices.CmdSettings, nil)
+	raw, err = s.band.request(ctx, devices.OpSettingsGet, devices.SettingsGetArgs{})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("band settings_get: %w", err)
 	}
-	args, err := decodeInto[devices.SettingsArgs](cmd.Args)
+	mine, err := decodeInto[devices.SettingsResult](raw)
 	if err != nil {
 		return "", err
 	}
 	var desired map[string]any
-	if err := json.Unmarshal(args.Desired, &desired); err != nil || desired["alarm"] != "06:30" {
-		return "", fmt.Errorf("settings command desired %s", args.Desired)
+	if err := json.Unmarshal(mine.Desired, &desired); err != nil || desired["alarm"] != "06:30" || mine.Version != set.Version {
+		return "", fmt.Errorf("the band reads desired %s version %d, want alarm 06:30 version %d", mine.Desired, mine.Version, set.Version)
 	}
-	if err := s.band.conn.Ack(ctx, cmd.ID, devices.AckAcknowledged, ""); err != nil {
-		return "", fmt.Errorf("ack settings: %w", err)
-	}
+	args := devices.SettingsArgs{Desired: mine.Desired, Version: mine.Version}
 	if _, err := s.band.request(ctx, devices.OpSettingsReport, devices.SettingsReportArgs{
 		Reported: json.RawMessage(`{"alarm":"06:30"}`), Version: args.Version}); err != nil {
 		return "", fmt.Errorf("settings_report: %w", err)
@@ -585,7 +590,7 @@ func (s *story) settingsSync(ctx context.Context) (string, error) {
 	if err := json.Unmarshal(got.Reported, &reported); err != nil || reported["alarm"] != "06:30" || got.ReportedVersion != args.Version {
 		return "", fmt.Errorf("the phone sees reported %s version %d, want alarm 06:30 version %d", got.Reported, got.ReportedVersion, args.Version)
 	}
-	return fmt.Sprintf("alarm 06:30 delivered on reconnect, reported at version %d", got.ReportedVersion), nil
+	return fmt.Sprintf("alarm 06:30 set while the band was offline, read by it on reconnect, reported at version %d", got.ReportedVersion), nil
 }
 
 // lockRequest is the web API's lost-mode lock body.
@@ -693,7 +698,7 @@ func (s *story) unbindAndNewOwner(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("unbind: %w", err)
 	}
 	// The hub drops the band's session; the new owner's setup starts from the factory secret.
-	if err := band.connect(ctx, s.t, band.factory, false); err != nil {
+	if err := band.connect(ctx, s.t, band.factory, true); err != nil {
 		return "", fmt.Errorf("band connect with its factory secret: %w", err)
 	}
 	code, err := band.bindCode(ctx)
@@ -707,7 +712,7 @@ func (s *story) unbindAndNewOwner(ctx context.Context) (string, error) {
 		return "", err
 	}
 	borisInbox := newInbox()
-	if err := s.borisPhone.conn.Subscribe(ctx, devices.SyncFilter(s.borisID), 1, borisInbox.handler); err != nil {
+	if err := s.borisPhone.conn.Subscribe(ctx, devices.ControllerSyncTopic(s.borisPhone.id), 1, borisInbox.handler); err != nil {
 		return "", fmt.Errorf("Boris's phone sync subscription: %w", err)
 	}
 	if err := pair(ctx, s.borisPhone, band); err != nil {

@@ -25,6 +25,13 @@ func implementedSteps() map[string]bool {
 		simulator.StepActivationLock:              true,
 		simulator.StepCrossAccountSubscribeDenied: true,
 		simulator.StepUnbindRequiresPassword:      true,
+		// Pairing, relay and settings (issue 8).
+		simulator.StepPairBandPhone:          true,
+		simulator.StepCrossAccountPairDenied: true,
+		simulator.StepTelemetryRelay:         true,
+		simulator.StepOfflineCatchup:         true,
+		simulator.StepSettingsSync:           true,
+		simulator.StepUnbindAndNewOwner:      true,
 	}
 }
 
