@@ -216,8 +216,8 @@ func sortedByCursor(es []devices.SyncEntry) []devices.SyncEntry {
 	return out
 }
 
-// handset is the phone's own behaviour in lost mode: while locked it only calls the number
-// the owner left on the lock screen.
+// handset is the phone's own behaviour in lost mode (docs/protocol.md): while locked it only
+// calls the number the owner left on the lock screen, and emergency numbers.
 type handset struct {
 	locked  bool
 	contact string
@@ -227,7 +227,11 @@ var errCallRefused = errors.New("call refused: the phone is locked")
 
 // call places a call, or refuses it in lost mode.
 func (h *handset) call(number string) error {
-	if h.locked && normalizeNumber(number) != normalizeNumber(h.contact) {
+	n := normalizeNumber(number)
+	if n == "112" || n == "911" {
+		return nil // emergency calls always go through
+	}
+	if h.locked && n != normalizeNumber(h.contact) {
 		return fmt.Errorf("%w (only %s can be called)", errCallRefused, h.contact)
 	}
 	return nil

@@ -593,17 +593,35 @@ func (s *story) settingsSync(ctx context.Context) (string, error) {
 	return fmt.Sprintf("alarm 06:30 set while the band was offline, read by it on reconnect, reported at version %d", got.ReportedVersion), nil
 }
 
-// lockRequest is the web API's lost-mode lock body.
-type lockRequest struct {
+// commandRequest is the body of POST /api/v1/devices/{id}/commands.
+type commandRequest struct {
+	Type          string `json:"type"`
+	Message       string `json:"message,omitempty"`
+	ContactNumber string `json:"contact_number,omitempty"`
+}
+
+// lostMode is the lost_mode member of GET /api/v1/devices/{id}/commands.
+type lostMode struct {
+	DeviceID      string `json:"device_id"`
 	Message       string `json:"message"`
 	ContactNumber string `json:"contact_number"`
+}
+
+func (s *story) lostModeOf(ctx context.Context, id string) (*lostMode, error) {
+	var out struct {
+		LostMode *lostMode `json:"lost_mode"`
+	}
+	if err := s.anna.Do(ctx, http.MethodGet, "/api/v1/devices/"+pathEscape(id)+"/commands", nil, &out); err != nil {
+		return nil, fmt.Errorf("read lost mode: %w", err)
+	}
+	return out.LostMode, nil
 }
 
 // 15. Anna's phone is stolen; from the web API she locks it with a message and her contact
 // number.
 func (s *story) lostModeLock(ctx context.Context) (string, error) {
-	req := lockRequest{Message: "This phone is lost. Please call its owner.", ContactNumber: s.annaContact}
-	if err := s.anna.Do(ctx, http.MethodPost, "/api/v1/devices/"+pathEscape(s.annaPhone.id)+"/lock", req, nil); err != nil {
+	req := commandRequest{Type: devices.CmdLock, Message: "This phone is lost. Please call its owner.", ContactNumber: s.annaContact}
+	if err := s.anna.Do(ctx, http.MethodPost, "/api/v1/devices/"+pathEscape(s.annaPhone.id)+"/commands", req, nil); err != nil {
 		return "", notImplemented(fmt.Errorf("lock: %w", err))
 	}
 	cmd, err := s.annaPhone.waitCommand(ctx, devices.CmdLock, nil)
@@ -614,14 +632,21 @@ func (s *story) lostModeLock(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if args.Message != req.Message || normalizeNumber(args.ContactNumber) != normalizeNumber(req.ContactNumber) {
+	if args.Message != req.Message || normalizeNumber(args.ContactNumber) != "+14155550123" {
 		return "", fmt.Errorf("lock command args %s", cmd.Args)
 	}
 	if err := s.annaPhone.conn.Ack(ctx, cmd.ID, devices.AckAcknowledged, "locked"); err != nil {
 		return "", fmt.Errorf("ack lock: %w", err)
 	}
 	s.annaHandset = handset{locked: true, contact: args.ContactNumber}
-	return "phone locked showing " + args.ContactNumber, nil
+	lm, err := s.lostModeOf(ctx, s.annaPhone.id)
+	if err != nil {
+		return "", err
+	}
+	if lm == nil || lm.Message != req.Message {
+		return "", fmt.Errorf("the hub does not show the phone in lost mode: %+v", lm)
+	}
+	return "phone locked, showing " + args.ContactNumber, nil
 }
 
 // 16. On the locked phone, calling the contact number works, any other is refused.
@@ -629,14 +654,18 @@ func (s *story) lostModeCallRestriction(context.Context) (string, error) {
 	if err := s.annaHandset.call(s.annaHandset.contact); err != nil {
 		return "", fmt.Errorf("calling the contact number: %w", err)
 	}
+	if err := s.annaHandset.call("911"); err != nil {
+		return "", fmt.Errorf("emergency call: %w", err)
+	}
 	other := "+14155559876"
 	if err := s.annaHandset.call(other); !errors.Is(err, errCallRefused) {
 		return "", fmt.Errorf("calling %s on the locked phone: %v, want refused", other, err)
 	}
-	return "contact number callable, " + other + " refused", nil
+	return "contact number and emergency callable, " + other + " refused", nil
 }
 
-// 17. The thief tries to sign the phone out: refused without Anna's password.
+// 17. The thief tries to sign the phone out: refused without Anna's password (and, in lost
+// mode, refused even with it until she unlocks).
 func (s *story) unbindRequiresPassword(ctx context.Context) (string, error) {
 	p := s.annaPhone
 	_, errNone := p.request(ctx, devices.OpUnbind, json.RawMessage(`{}`))
@@ -644,8 +673,20 @@ func (s *story) unbindRequiresPassword(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("unbind without a password: got %v, want invalid", errNone)
 	}
 	_, errWrong := p.request(ctx, devices.OpUnbind, devices.UnbindArgs{Password: "1234"})
-	if remoteCode(errWrong) != hub.EUnauthorized {
-		return "", fmt.Errorf("unbind with a guessed password: got %v, want unauthorized", errWrong)
+	if c := remoteCode(errWrong); c != hub.EUnauthorized && c != hub.EForbidden {
+		return "", fmt.Errorf("unbind with a guessed password: got %v, want unauthorized or forbidden", errWrong)
+	}
+	detail := "no password: invalid; guessed password: " + remoteCode(errWrong)
+	if s.annaHandset.locked {
+		_, err := p.request(ctx, devices.OpUnbind, devices.UnbindArgs{Password: s.annaPassword})
+		var re *client.RemoteError
+		if !errors.As(err, &re) || re.Code != hub.EForbidden || !strings.HasPrefix(re.Message, "lost_mode") {
+			return "", fmt.Errorf("unbind in lost mode with the right password: got %v, want forbidden lost_mode", err)
+		}
+		if err := s.anna.Unbind(ctx, p.id, s.annaPassword); apiclient.Code(err) != hub.EForbidden {
+			return "", fmt.Errorf("HTTP unbind in lost mode: got %v, want forbidden", err)
+		}
+		detail += "; in lost mode even the right password: forbidden"
 	}
 	ds, err := s.anna.Devices(ctx)
 	if err != nil {
@@ -654,7 +695,7 @@ func (s *story) unbindRequiresPassword(ctx context.Context) (string, error) {
 	if !hasDevice(ds, p.id) || !p.conn.Connected() {
 		return "", errors.New("the phone left Anna's account")
 	}
-	return "no password: invalid; wrong password: unauthorized; the phone stays Anna's", nil
+	return detail + "; the phone stays Anna's", nil
 }
 
 // 18. Anna unlocks it with her password.
@@ -683,6 +724,9 @@ func (s *story) unlockByOwner(ctx context.Context) (string, error) {
 	s.annaHandset = handset{}
 	if err := s.annaHandset.call("+14155559876"); err != nil {
 		return "", err
+	}
+	if lm, err := s.lostModeOf(ctx, p.id); err != nil || lm != nil {
+		return "", fmt.Errorf("still in lost mode after unlocking: %+v %v", lm, err)
 	}
 	return "wrong password refused; unlocked with Anna's password", nil
 }

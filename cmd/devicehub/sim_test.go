@@ -32,6 +32,10 @@ func implementedSteps() map[string]bool {
 		simulator.StepOfflineCatchup:         true,
 		simulator.StepSettingsSync:           true,
 		simulator.StepUnbindAndNewOwner:      true,
+		// Commands and lost mode (issue 9).
+		simulator.StepLostModeLock:            true,
+		simulator.StepLostModeCallRestriction: true,
+		simulator.StepUnlockByOwner:           true,
 	}
 }
 
