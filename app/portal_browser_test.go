@@ -197,7 +197,8 @@ var linkRE = regexp.MustCompile(`/api/v1/accounts/confirm\?token=([A-Za-z0-9_-]+
 
 // TestPortalInBrowser is the portal end to end in a real browser: register (the page solves
 // the challenge), confirm with the code from the outbox, sign in, bind a band by its code,
-// rename it, see its telemetry charted after it syncs, see sessions and the audit log, try another account's device URL (404),
+// rename it, see its telemetry charted after it syncs, lock a phone and see the command
+// acknowledged, see sessions and the audit log, try another account's device URL (404),
 // confirm another account by the emailed link, and sign out.
 func TestPortalInBrowser(t *testing.T) {
 	h := apptest.Start(t, nil)
@@ -346,6 +347,37 @@ func TestPortalInBrowser(t *testing.T) {
 	if got := b.text(row); !strings.Contains(got, "87 %") {
 		t.Fatalf("the devices page shows no battery level for the band: %q", got)
 	}
+
+	// Find device: the phone reports where it is and acknowledges every command; the owner
+	// locks it from the page and sees the command reach "acknowledged".
+	if err := phone.PublishTelemetry(ctx, devices.StreamLocation, 1, now, devices.LocationSample{Lat: 52.52, Lon: 13.405, AccuracyM: 25}); err != nil {
+		t.Fatalf("location: %v", err)
+	}
+	go func() {
+		for cmd := range phone.Commands() {
+			switch cmd.Type {
+			case devices.CmdLocate, devices.CmdRing, devices.CmdLock, devices.CmdUnlock, devices.CmdWipe:
+				_ = phone.Ack(ctx, cmd.ID, devices.AckAcknowledged, "done in the test phone")
+			}
+		}
+	}()
+	b.step("find", 200, chromedp.Navigate(h.URL()+"/devices/"+annaPhone.DeviceID+"/find"))
+	if got := b.text("#location"); !strings.Contains(got, "52.52000, 13.40500") || !strings.Contains(got, "25 m") {
+		t.Fatalf("location: %q", got)
+	}
+	b.do(b.fill("#lock-message", "Lost phone, please call"), b.fill("#lock-contact", "+14155550100"))
+	b.step("lock-submit", 200, chromedp.Click(chromedp.CSS("#cmd-lock")))
+	if !strings.Contains(b.text("#lost-mode"), "+14155550100") {
+		t.Fatalf("lost mode not shown: %q", b.text("#lost-mode"))
+	}
+	apptest.Eventually(t, 15*time.Second, func() error {
+		b.step("find-reload", 200, chromedp.Navigate(h.URL()+"/devices/"+annaPhone.DeviceID+"/find"))
+		if st := b.eval(`(document.querySelector('tr[data-type="lock"]') || {dataset: {}}).dataset.state || ""`); st != "acknowledged" {
+			return fmt.Errorf("lock command is %q", st)
+		}
+		return nil
+	})
+	b.shot("find")
 
 	// Security: this session is listed, and the audit log has the binding done on the web.
 	b.step("security", 200, chromedp.Navigate(h.URL()+"/security"))

@@ -356,3 +356,48 @@ func TestConfirmLinkAndAPIPaths(t *testing.T) {
 		t.Fatalf("bad link: %d", resp2.StatusCode)
 	}
 }
+
+// TestWipeNeedsConfirmation: wiping cannot be undone, so the page refuses it without the
+// confirmation box and the account password, and nothing reaches the device.
+func TestWipeNeedsConfirmation(t *testing.T) {
+	h := apptest.Start(t, nil)
+	c := ctx(t)
+	api := apiclient.New(h.URL())
+	api.AdminToken = h.Config.Admin.Token
+	l, err := api.CreateAccount(c, "anna@example.com", "anna-likes-long-walks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone, err := api.WithToken(l.Token).RegisterDevice(c, "phone", "Anna's phone", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, h.URL())
+	b.signIn(api, "anna@example.com", "anna-likes-long-walks")
+	path := "/devices/" + phone.DeviceID
+	token := b.csrf(path + "/find")
+	resp, body := b.post(path+"/commands", url.Values{"csrf": {token}, "type": {"wipe"}, "password": {"anna-likes-long-walks"}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "Tick the box") {
+		t.Fatalf("wipe without confirmation: %d", resp.StatusCode)
+	}
+	resp, body = b.post(path+"/commands", url.Values{"csrf": {token}, "type": {"wipe"}, "confirm": {"yes"}, "password": {"wrong password"}})
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `class="error"`) {
+		t.Fatalf("wipe with a wrong password: %d", resp.StatusCode)
+	}
+	cmds, err := h.Hub().Commands(c, l.AccountID, phone.DeviceID, 10)
+	if err != nil || len(cmds) != 0 {
+		t.Fatalf("commands after refused wipes: %+v %v", cmds, err)
+	}
+	// A lock without a contact number is refused with the hub's message, the form kept.
+	resp, body = b.post(path+"/commands", url.Values{"csrf": {token}, "type": {"lock"}, "message": {"call me <b>"}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "call me &lt;b&gt;") {
+		t.Fatalf("lock without a number: %d", resp.StatusCode)
+	}
+	resp, _ = b.post(path+"/commands", url.Values{"csrf": {token}, "type": {"wipe"}, "confirm": {"yes"}, "password": {"anna-likes-long-walks"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("confirmed wipe: %d", resp.StatusCode)
+	}
+	if cmds, err := h.Hub().Commands(c, l.AccountID, phone.DeviceID, 10); err != nil || len(cmds) != 1 || cmds[0].Type != "wipe" || cmds[0].IssuedBy != "web" {
+		t.Fatalf("commands after the confirmed wipe: %+v %v", cmds, err)
+	}
+}
