@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/devicehub/devicehub/apiclient"
 	"github.com/devicehub/devicehub/app/apptest"
+	"github.com/devicehub/devicehub/config"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/devices/client"
 	"github.com/devicehub/devicehub/devices/phonesim"
@@ -361,5 +363,44 @@ func TestFindMyCommandsAcrossAccounts(t *testing.T) {
 	// Boris does not see Anna's commands, and command IDs of her phone mean nothing to him.
 	if err := w.boris.Do(ctx, http.MethodGet, "/api/v1/devices/"+annaPhoneID+"/commands/"+l.Commands[0].ID, nil, nil); apiclient.Code(err) != hub.ENotFound {
 		t.Fatalf("Boris reading Anna's command: %v", err)
+	}
+}
+
+func TestFindMyLostPhoneReportsLocation(t *testing.T) {
+	w := newWorld(t)
+	// Restart on the same data with a short reporting interval.
+	w.h.Stop(t)
+	w.h = apptest.StartIn(t, w.h.Dir, func(c *config.Config) { c.LostMode.LocationInterval = time.Second })
+	w.anna.Base = w.h.URL()
+	phoneID := w.annaPhone.DeviceID
+
+	var fixes atomic.Int64 // the phone moves a degree north with every fix
+	c := w.connect(t, phoneID, w.annaPhone.Secret)
+	r := phonesim.Start(phonesim.Options{Client: c, Position: func() devices.LocationSample {
+		return devices.LocationSample{Lat: float64(fixes.Add(1)), Lon: 2, AccuracyM: 5}
+	}})
+	t.Cleanup(r.Close)
+
+	issue(t, w.anna, phoneID, hub.CommandRequest{Type: devices.CmdLock, ContactNumber: annaContact})
+	waitLocked(t, r, true)
+	if got := r.Phone().ReportInterval(); got != time.Second {
+		t.Fatalf("report interval %v", got)
+	}
+	// One fix on lock, then one per interval without being asked.
+	apptest.Eventually(t, 15*time.Second, func() error {
+		var loc hub.LocationView
+		if err := w.anna.Do(testCtx(t), http.MethodGet, "/api/v1/devices/"+phoneID+"/location", nil, &loc); err != nil {
+			return err
+		}
+		if loc.Lat < 3 {
+			return fmt.Errorf("newest fix is number %v, want at least 3", loc.Lat)
+		}
+		return nil
+	})
+	// Unlocked, the phone stops reporting on its own.
+	issue(t, w.anna, phoneID, hub.CommandRequest{Type: devices.CmdUnlock})
+	waitLocked(t, r, false)
+	if r.Phone().ReportInterval() != 0 {
+		t.Fatal("unlocked phone still has a report interval")
 	}
 }

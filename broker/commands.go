@@ -26,7 +26,7 @@ func subscribedToCommands(cl *mqtt.Client) bool {
 // subscribes after CONNACK, and OnSubscribed sends them then; a publish before that would
 // reach nobody.
 func (h *authHook) resendCommands(ctx context.Context, cl *mqtt.Client, c *conn) {
-	if c == nil || c.anonymous || h.hub == nil || !c.id.Bound() || !subscribedToCommands(cl) {
+	if c == nil || c.anonymous || h.hub == nil || !c.id.Bound() || !devices.IsController(c.id.Type) || !subscribedToCommands(cl) {
 		return
 	}
 	h.hub.DeviceConnected(ctx, c.id.DeviceID)
@@ -49,8 +49,8 @@ func (h *authHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte
 		return
 	}
 	c := h.connOf(cl)
-	if c == nil || c.anonymous || !c.id.Bound() {
-		return
+	if c == nil || c.anonymous || !c.id.Bound() || !devices.IsController(c.id.Type) {
+		return // only phones and tablets take owner commands
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
 	defer cancel()

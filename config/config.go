@@ -414,8 +414,8 @@ func (c *Config) Validate() error {
 	if c.Commands.SecurityTTL < time.Minute {
 		return &Error{Key: "commands.security_ttl", Value: c.Commands.SecurityTTL.String(), Reason: "must be at least 1m"}
 	}
-	if c.LostMode.LocationInterval < 10*time.Second || c.LostMode.LocationInterval > 24*time.Hour {
-		return &Error{Key: "lost_mode.location_interval", Value: c.LostMode.LocationInterval.String(), Reason: "must be between 10s and 24h"}
+	if c.LostMode.LocationInterval < time.Second || c.LostMode.LocationInterval > 24*time.Hour {
+		return &Error{Key: "lost_mode.location_interval", Value: c.LostMode.LocationInterval.String(), Reason: "must be between 1s and 24h"}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		k, v := "tls.key_file", c.TLS.KeyFile

@@ -282,20 +282,24 @@ func (h *Hub) deliver(ctx context.Context, c Command, online bool) Command {
 // DeviceConnected sends the device every command it has not acknowledged yet, oldest first.
 // The transport calls it when a device's session is established with its commands topic
 // subscribed, and when the device subscribes to it.
+//
+// It only reads unless there is something to send, so a reconnect storm costs no writes;
+// commands past their deadline are skipped here and marked expired by RunCommandExpiry (and
+// shown expired by every read before that).
 func (h *Hub) DeviceConnected(ctx context.Context, deviceID string) {
 	if h.cmd == nil {
 		return
-	}
-	if _, err := h.cmd.store.ExpireCommands(ctx, deviceID, h.clock.Now()); err != nil {
-		h.log.Warn("expire commands", "device", deviceID, "error", err)
 	}
 	cs, err := h.cmd.store.OpenCommands(ctx, deviceID)
 	if err != nil {
 		h.log.Warn("open commands", "device", deviceID, "error", err)
 		return
 	}
+	now := h.clock.Now()
 	for _, c := range cs {
-		h.deliver(ctx, c, true)
+		if now.Before(c.ExpiresAt) {
+			h.deliver(ctx, c, true)
+		}
 	}
 }
 
