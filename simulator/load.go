@@ -547,17 +547,17 @@ func (r *loadRun) statusLoop(ctx context.Context) (stop func()) {
 }
 
 // settle waits until every acknowledged sample arrived, or delivery made no progress for
-// Settle.
+// Settle. (Counting delivered against acked is not enough: samples whose PUBACK timed out may
+// arrive too, so the check is per sample.)
 func (r *loadRun) settle(ctx context.Context) {
-	r.opts.Progress.Phase("settle", r.acked.Load())
+	r.opts.Progress.Phase("settle", 0)
 	defer r.opts.Progress.Done()
 	last, lastChange := r.delivered.Load(), time.Now()
-	r.opts.Progress.Add(last)
-	for r.delivered.Load() < r.acked.Load() && time.Since(lastChange) < r.opts.Settle {
+	for r.missing() > 0 && time.Since(lastChange) < r.opts.Settle {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 		if d := r.delivered.Load(); d != last {
 			r.opts.Progress.Add(d - last)
@@ -566,18 +566,25 @@ func (r *loadRun) settle(ctx context.Context) {
 	}
 }
 
-func (r *loadRun) result(res LoadResult, pubStart time.Time) LoadResult {
-	res.Sent, res.Acked, res.Delivered = r.sent.Load(), r.acked.Load(), r.delivered.Load()
-	res.Duplicates, res.Misrouted, res.PublishErrors = r.dups.Load(), r.misrouted.Load(), r.pubErrs.Load()
+// missing counts acknowledged samples not received (yet).
+func (r *loadRun) missing() int64 {
+	var n int64
 	for _, g := range r.gadgets {
 		g.stats.mu.Lock()
 		for i, at := range g.stats.sentAt {
 			if at > 0 && g.stats.received[i] == 0 {
-				res.Lost++
+				n++
 			}
 		}
 		g.stats.mu.Unlock()
 	}
+	return n
+}
+
+func (r *loadRun) result(res LoadResult, pubStart time.Time) LoadResult {
+	res.Sent, res.Acked, res.Delivered = r.sent.Load(), r.acked.Load(), r.delivered.Load()
+	res.Duplicates, res.Misrouted, res.PublishErrors = r.dups.Load(), r.misrouted.Load(), r.pubErrs.Load()
+	res.Lost = r.missing()
 	if last := r.lastDelivery.Load(); last > 0 {
 		if secs := time.Unix(0, last).Sub(pubStart).Seconds(); secs > 0 {
 			res.ThroughputPerS = math.Round(float64(res.Delivered)/secs*10) / 10
