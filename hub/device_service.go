@@ -379,7 +379,7 @@ func (h *Hub) Unbind(ctx context.Context, accountID, deviceID, password, actor s
 		}
 		return err
 	}
-	if err := h.store.UnbindDevice(ctx, d.ID); err != nil {
+	if err := h.unbindDevice(ctx, d.ID); err != nil {
 		return err
 	}
 	h.audit(ctx, AuditEntry{AccountID: accountID, DeviceID: d.ID, Event: AuditUnbind, Actor: actor})

@@ -69,7 +69,6 @@ func New(opts Options) *Hub {
 		acc: newAccounts(opts.Accounts), dev: newDeviceState(), cmd: newCommandState(opts.Commands, opts.CommandOptions)}
 	if opts.Sync != nil {
 		h.sync = newSyncState(opts.Sync, opts.SyncOptions)
-		h.store = syncAwareStore{Store: opts.Store, h: h} // pairing.go: unbinding ends pairings
 	}
 	return h
 }

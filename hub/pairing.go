@@ -120,43 +120,37 @@ func (h *Hub) pairingChanged(deviceIDs ...string) {
 	st.pairMu.Unlock()
 }
 
-// syncAwareStore is the hub's Store with one addition: unbinding a device (which the store
-// does in one transaction with its pairings, cursors and settings) also updates the hub's
-// in-memory view, ends the device's relay and tells the former peers. Wrapping the store
-// keeps this in one place for every path that unbinds.
-type syncAwareStore struct {
-	Store
-	h *Hub
-}
-
-func (s syncAwareStore) UnbindDevice(ctx context.Context, deviceID string) error {
+// unbindDevice unbinds in the store (one transaction with the device's pairings, cursors and
+// settings), then brings the hub's in-memory view in line, ends the device's relay and tells
+// the former peers their pairing ended.
+func (h *Hub) unbindDevice(ctx context.Context, deviceID string) error {
 	var before []Pairing
-	if s.h.sync != nil {
-		ps, err := s.h.sync.store.PairingsOf(ctx, deviceID)
+	if h.sync != nil {
+		ps, err := h.sync.store.PairingsOf(ctx, deviceID)
 		if err != nil {
 			return err
 		}
 		before = ps
 	}
-	if err := s.Store.UnbindDevice(ctx, deviceID); err != nil {
+	if err := h.store.UnbindDevice(ctx, deviceID); err != nil {
 		return err
 	}
-	if s.h.sync == nil {
+	if h.sync == nil {
 		return nil
 	}
 	ids := []string{deviceID}
 	for _, p := range before {
-		ids = append(ids, p.GadgetID)
+		ids = append(ids, p.GadgetID, p.ControllerID)
 	}
-	s.h.pairingChanged(ids...)
-	s.h.sync.closeController(deviceID)
+	h.pairingChanged(ids...)
+	h.sync.closeController(deviceID)
 	for _, p := range before {
 		peer := p.GadgetID
 		if peer == deviceID {
 			peer = p.ControllerID
 		}
-		s.h.sendCommand(ctx, peer, devices.CmdUnpaired, devices.UnpairedArgs{PeerID: deviceID})
-		s.h.sendCommand(ctx, deviceID, devices.CmdUnpaired, devices.UnpairedArgs{PeerID: peer})
+		h.sendCommand(ctx, peer, devices.CmdUnpaired, devices.UnpairedArgs{PeerID: deviceID})
+		h.sendCommand(ctx, deviceID, devices.CmdUnpaired, devices.UnpairedArgs{PeerID: peer})
 	}
 	return nil
 }
