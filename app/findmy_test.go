@@ -315,7 +315,9 @@ func TestFindMyCommandsAcrossAccounts(t *testing.T) {
 	w := newWorld(t)
 	ctx := testCtx(t)
 	annaPhoneID := w.annaPhone.DeviceID
-	r := w.phone(t, w.annaPhone)
+	pc := w.connect(t, annaPhoneID, w.annaPhone.Secret)
+	r := phonesim.Start(phonesim.Options{Client: pc})
+	t.Cleanup(r.Close)
 
 	// Boris cannot command, list, or locate Anna's phone over HTTP: it does not exist for him.
 	for _, c := range []struct{ method, path string }{
@@ -356,8 +358,7 @@ func TestFindMyCommandsAcrossAccounts(t *testing.T) {
 		t.Fatalf("commands %+v", l.Commands)
 	}
 	// The locked phone cannot command anything (not even to unlock itself through the tablet).
-	phone2 := w.connect(t, w.annaPhone.DeviceID, w.annaPhone.Secret) // takes the phone's session over
-	if _, err := phone2.Request(ctx, devices.OpCommand, devices.CommandArgs{DeviceID: tabCreds.DeviceID, Type: devices.CmdWipe}); findmyCode(err) != hub.EForbidden {
+	if _, err := pc.Request(ctx, devices.OpCommand, devices.CommandArgs{DeviceID: tabCreds.DeviceID, Type: devices.CmdWipe}); findmyCode(err) != hub.EForbidden {
 		t.Fatalf("locked phone commanding the tablet: %v, want forbidden", err)
 	}
 	// Boris does not see Anna's commands, and command IDs of her phone mean nothing to him.
@@ -402,5 +403,56 @@ func TestFindMyLostPhoneReportsLocation(t *testing.T) {
 	waitLocked(t, r, false)
 	if r.Phone().ReportInterval() != 0 {
 		t.Fatal("unlocked phone still has a report interval")
+	}
+}
+
+func TestFindMyLockReachesPersistentSession(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	phoneID := w.annaPhone.DeviceID
+	opts := client.Options{Broker: w.h.MQTTURL(), DeviceID: phoneID, Secret: w.annaPhone.Secret, CleanSession: false}
+	first, err := client.Connect(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // the broker keeps its session and subscriptions
+	apptest.Eventually(t, 10*time.Second, func() error {
+		ds, err := w.anna.Devices(ctx)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if d.ID == phoneID && d.Online {
+				return errors.New("phone still online")
+			}
+		}
+		return nil
+	})
+
+	lock := issue(t, w.anna, phoneID, hub.CommandRequest{Type: devices.CmdLock, ContactNumber: annaContact})
+	if lock.State != hub.CommandQueued {
+		t.Fatalf("lock to an offline phone: %s", lock.State)
+	}
+	again, err := client.Connect(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Close)
+	var applied, repeats atomic.Int64
+	r := phonesim.Start(phonesim.Options{Client: again, OnCommand: func(cmd devices.Command, out devices.CommandOutcome) {
+		if cmd.ID == lock.ID {
+			if out.Repeat {
+				repeats.Add(1)
+			} else {
+				applied.Add(1)
+			}
+		}
+	}})
+	t.Cleanup(r.Close)
+	waitLocked(t, r, true)
+	waitState(t, w.anna, phoneID, lock.ID, hub.CommandAcknowledged)
+	// However often it arrives (a resend on every subscribe), the phone applies it once.
+	if applied.Load() != 1 {
+		t.Fatalf("lock applied %d times (%d repeats)", applied.Load(), repeats.Load())
 	}
 }

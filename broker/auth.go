@@ -261,7 +261,6 @@ func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
 	defer cancel()
 	h.hub.DeviceOnline(ctx, c.id.DeviceID, true)
-	h.resendCommands(ctx, cl, c) // commands.go
 }
 
 func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {

@@ -9,31 +9,14 @@ import (
 	"github.com/devicehub/devicehub/devices"
 )
 
-// subscribedToCommands reports whether the client holds a subscription covering its
-// commands topic.
-func subscribedToCommands(cl *mqtt.Client) bool {
-	topic := devices.CommandTopic(cl.ID)
-	for f := range cl.State.Subscriptions.GetAll() {
-		if devices.Match(f, topic) {
-			return true
-		}
-	}
-	return false
-}
-
-// resendCommands asks the hub to send the device its unacknowledged commands, when the
-// device can receive them: a resumed session that kept its subscription. A fresh session
-// subscribes after CONNACK, and OnSubscribed sends them then; a publish before that would
-// reach nobody.
-func (h *authHook) resendCommands(ctx context.Context, cl *mqtt.Client, c *conn) {
-	if c == nil || c.anonymous || h.hub == nil || !c.id.Bound() || !devices.IsController(c.id.Type) || !subscribedToCommands(cl) {
-		return
-	}
-	h.hub.DeviceConnected(ctx, c.id.DeviceID)
-}
-
 // OnSubscribed sends the device its unacknowledged commands when it (re)subscribes to its
 // commands topic, so commands issued while it was away, or before a restart, reach it.
+//
+// This is the only trigger, not OnSessionEstablished: a device subscribes right after
+// CONNACK (paho does on every connect, persistent session or not), and mochi keeps the
+// packet IDs of its own outgoing messages and of the client's SUBSCRIBE in one table, so a
+// command published at session start would take ID 1 and mochi would refuse the client's
+// SUBSCRIBE with ID 1 (0x91, identifier in use). Here the SUBSCRIBE has been processed.
 func (h *authHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if cl.Net.Inline || h.hub == nil {
 		return

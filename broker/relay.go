@@ -49,7 +49,7 @@ func (h *relayHook) ID() string { return "devicehub-relay" }
 
 func (h *relayHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnQosComplete:
+	case mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnPacketRead:
 		return true
 	}
 	return false
@@ -109,14 +109,22 @@ func (h *relayHook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) {
 
 func (h *relayHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.stop(cl) }
 
-func (h *relayHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+// OnPacketRead completes relayed entries from the controller's PUBACKs as they arrive.
+// mochi keeps the client's and the server's packet IDs in one in-flight map, so a client
+// publish that happens to reuse the ID of a relayed entry makes mochi drop its record of that
+// entry: its OnQosComplete would never come and the window slot would leak until the
+// controller reconnects. Reading the PUBACK itself does not depend on that map.
+func (h *relayHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Puback {
+		return pk, nil
+	}
 	v, ok := h.conns.Load(cl.ID)
 	if !ok {
-		return
+		return pk, nil
 	}
 	rc := v.(*relayConn)
 	if rc.cl != cl {
-		return
+		return pk, nil
 	}
 	rc.mu.Lock()
 	cursor, ok := rc.pids[pk.PacketID]
@@ -125,6 +133,7 @@ func (h *relayHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	if ok {
 		rc.session.Delivered(cursor)
 	}
+	return pk, nil
 }
 
 // start opens a sync session for the connection, unless it has one.

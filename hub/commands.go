@@ -230,8 +230,19 @@ func (h *Hub) IssueCommand(ctx context.Context, accountID, deviceID string, req 
 		return CommandView{}, err
 	}
 	h.audit(ctx, AuditEntry{AccountID: accountID, DeviceID: d.ID, Event: AuditCommand, Detail: c.Type + " " + c.ID, Actor: actor})
-	c = h.deliver(ctx, c, d.Online)
+	// Presence is read again after the commit: a device that connects meanwhile marks itself
+	// online before it subscribes and asks for its open commands, so either it finds this
+	// one or this read finds it online; nothing falls between.
+	if h.deviceOnline(ctx, d.ID) {
+		c = h.deliver(ctx, c)
+	}
 	return c.view(h.clock.Now()), nil
+}
+
+// deviceOnline reports whether the device is connected now, as far as the store knows.
+func (h *Hub) deviceOnline(ctx context.Context, deviceID string) bool {
+	d, err := h.store.DeviceByID(ctx, deviceID)
+	return err == nil && d.Online
 }
 
 func cleanLockMessage(s string) (string, error) {
@@ -249,12 +260,13 @@ func cleanLockMessage(s string) (string, error) {
 	return s, nil
 }
 
-// deliver publishes the command on the device's commands topic at QoS 1. A command published
-// while the device is connected is marked delivered: the broker accepted it for a live
-// session, which is the best signal the hub gets short of the acknowledgement. A command for
-// an offline device stays queued (a persistent session may still receive it from the broker
-// on reconnect; the hub sends it again then anyway, and devices ignore repeated IDs).
-func (h *Hub) deliver(ctx context.Context, c Command, online bool) Command {
+// deliver publishes the command on the device's commands topic at QoS 1 and marks it
+// delivered: it is only called for a connected device, and the broker accepting it for a
+// live session is the best signal the hub gets short of the acknowledgement. Commands for an
+// offline device are not published at all but sent when it connects (DeviceConnected): the
+// store is the queue, and a persistent session does not get a second copy (mochi would also
+// refuse the device's SUBSCRIBE whose packet ID collides with a queued message's).
+func (h *Hub) deliver(ctx context.Context, c Command) Command {
 	p, _ := h.transport()
 	if p == nil {
 		return c
@@ -268,7 +280,7 @@ func (h *Hub) deliver(ctx context.Context, c Command, online bool) Command {
 		h.log.Warn("send command", "device", c.DeviceID, "command", c.ID, "error", err)
 		return c
 	}
-	if online && c.State == CommandQueued {
+	if c.State == CommandQueued {
 		now := h.clock.Now()
 		if err := h.cmd.store.MarkCommandDelivered(ctx, c.ID, now); err != nil {
 			h.log.Warn("mark command delivered", "command", c.ID, "error", err)
@@ -280,8 +292,8 @@ func (h *Hub) deliver(ctx context.Context, c Command, online bool) Command {
 }
 
 // DeviceConnected sends the device every command it has not acknowledged yet, oldest first.
-// The transport calls it when a device's session is established with its commands topic
-// subscribed, and when the device subscribes to it.
+// The transport calls it when the device subscribes to its commands topic, which a device
+// does after every connect.
 //
 // It only reads unless there is something to send, so a reconnect storm costs no writes;
 // commands past their deadline are skipped here and marked expired by RunCommandExpiry (and
@@ -298,7 +310,7 @@ func (h *Hub) DeviceConnected(ctx context.Context, deviceID string) {
 	now := h.clock.Now()
 	for _, c := range cs {
 		if now.Before(c.ExpiresAt) {
-			h.deliver(ctx, c, true)
+			h.deliver(ctx, c)
 		}
 	}
 }

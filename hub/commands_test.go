@@ -115,11 +115,11 @@ func TestCommandsResentInOrderUntilAcknowledged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The phone never connected: both are published (a persistent session may hold them)
-	// but stay queued.
-	if lock.State != hub.CommandQueued || ring.State != hub.CommandQueued || len(rec.take()) != 2 {
+	// The phone never connected: both stay queued, and nothing is published until it does.
+	if lock.State != hub.CommandQueued || ring.State != hub.CommandQueued || len(rec.take()) != 0 {
 		t.Fatalf("states %s %s", lock.State, ring.State)
 	}
+	h.DeviceOnline(ctx, phone.DeviceID, true)
 	h.DeviceConnected(ctx, phone.DeviceID)
 	sent := rec.take()
 	if len(sent) != 2 || sent[0].ID != lock.ID || sent[1].ID != ring.ID {

@@ -121,7 +121,7 @@ func (h *Hub) UnlockWithPassword(ctx context.Context, id devices.Identity, passw
 		return err
 	}
 	h.audit(ctx, AuditEntry{AccountID: id.AccountID, DeviceID: d.ID, Event: AuditUnlocked, Detail: c.ID, Actor: id.DeviceID})
-	h.deliver(ctx, c, true) // the phone is asking, so it is connected
+	h.deliver(ctx, c) // the phone is asking, so it is connected
 	return nil
 }
 
