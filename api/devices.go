@@ -54,10 +54,16 @@ func (s *Server) getDevices(w http.ResponseWriter, r *http.Request, p hub.Princi
 		writeError(w, err)
 		return
 	}
-	if ds == nil {
-		ds = []hub.DeviceView{}
+	paired, err := s.opts.Hub.AccountPairings(r.Context(), p.AccountID)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"devices": ds})
+	out := make([]deviceJSON, len(ds))
+	for i, d := range ds {
+		out[i] = newDeviceJSON(d, paired[d.ID])
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devices": out})
 }
 
 func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, p hub.Principal) {
@@ -66,7 +72,32 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, p hub.Princip
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	peers, err := s.opts.Hub.PairedDevices(r.Context(), p.AccountID, d.ID)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ids := make([]string, len(peers))
+	for i, x := range peers {
+		ids[i] = x.ID
+	}
+	writeJSON(w, http.StatusOK, newDeviceJSON(d, ids))
+}
+
+// deviceJSON is a device as GET /api/v1/devices and GET /api/v1/devices/{id} show it: the
+// hub's view with its fields unchanged, and the IDs of the devices it is paired with.
+type deviceJSON struct {
+	hub.DeviceView
+	Paired []string `json:"paired"`
+}
+
+// newDeviceJSON keeps paired an empty array rather than null when the device is not paired,
+// so clients can always iterate it.
+func newDeviceJSON(d hub.DeviceView, paired []string) deviceJSON {
+	if paired == nil {
+		paired = []string{}
+	}
+	return deviceJSON{DeviceView: d, Paired: paired}
 }
 
 type renameRequest struct {

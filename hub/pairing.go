@@ -1,9 +1,11 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 
 	"github.com/devicehub/devicehub/devices"
 )
@@ -153,4 +155,115 @@ func (h *Hub) unbindDevice(ctx context.Context, deviceID string) error {
 		h.sendCommand(ctx, deviceID, devices.CmdUnpaired, devices.UnpairedArgs{PeerID: peer})
 	}
 	return nil
+}
+
+// AccountPairingStore is the bulk read behind the device lists: an account's pairings in one
+// query instead of one per device. The sync store provides it (store/sqlite's SyncLog does);
+// it is kept apart from SyncStore so that a sync store without it still works, read one
+// device at a time (Hub.AccountPairings).
+type AccountPairingStore interface {
+	// PairingsOfAccount lists the pairings of accountID whose two devices are both bound to
+	// accountID now, oldest first.
+	PairingsOfAccount(ctx context.Context, accountID string) ([]Pairing, error)
+}
+
+// PairedDevices returns the devices paired with deviceID, oldest pairing first, if deviceID
+// belongs to accountID. Another account's device is not_found exactly like one that does not
+// exist (ownedDevice), so the answer says nothing about devices the caller does not own.
+func (h *Hub) PairedDevices(ctx context.Context, accountID, deviceID string) ([]DeviceView, error) {
+	d, err := h.ownedDevice(ctx, accountID, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if h.sync == nil {
+		return nil, nil // pairing is off: nothing can be paired
+	}
+	ps, err := h.sync.store.PairingsOf(ctx, d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("pairings of %s: %w", d.ID, err)
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	// One read of the account's devices names every partner, and leaves out a partner that is
+	// not in the account now: a pairing that outlived a binding must not show another
+	// account's device.
+	ds, err := h.store.DevicesByAccount(ctx, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("devices of the account: %w", err)
+	}
+	byID := make(map[string]Device, len(ds))
+	for _, x := range ds {
+		byID[x.ID] = x
+	}
+	out := make([]DeviceView, 0, len(ps))
+	for _, p := range ps {
+		peer := p.GadgetID
+		if peer == d.ID {
+			peer = p.ControllerID
+		}
+		if pd, ok := byID[peer]; ok && p.AccountID == accountID {
+			out = append(out, pd.view())
+		}
+	}
+	return out, nil
+}
+
+// AccountPairings returns, for every paired device of the account, the IDs of the devices
+// it is paired with, oldest pairing first; unpaired devices have no entry. Only pairings
+// whose two devices are both in the account now are listed. The device lists use it: one
+// store read for the whole account rather than PairedDevices per device.
+func (h *Hub) AccountPairings(ctx context.Context, accountID string) (map[string][]string, error) {
+	out := make(map[string][]string)
+	if h.sync == nil {
+		return out, nil // pairing is off: nothing can be paired
+	}
+	var ps []Pairing
+	var err error
+	if bulk, ok := h.sync.store.(AccountPairingStore); ok {
+		ps, err = bulk.PairingsOfAccount(ctx, accountID)
+	} else {
+		ps, err = h.accountPairingsByDevice(ctx, accountID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pairings of the account: %w", err)
+	}
+	for _, p := range ps {
+		out[p.ControllerID] = append(out[p.ControllerID], p.GadgetID)
+		out[p.GadgetID] = append(out[p.GadgetID], p.ControllerID)
+	}
+	return out, nil
+}
+
+// accountPairingsByDevice is AccountPairings' read for a sync store without the bulk read:
+// one PairingsOf per controller of the account, in the order PairingsOfAccount gives.
+func (h *Hub) accountPairingsByDevice(ctx context.Context, accountID string) ([]Pairing, error) {
+	ds, err := h.store.DevicesByAccount(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	in := make(map[string]bool, len(ds))
+	for _, d := range ds {
+		in[d.ID] = true
+	}
+	var out []Pairing
+	for _, d := range ds {
+		// Every pairing has exactly one controller: reading from that side lists each once.
+		if !devices.IsController(d.Type) {
+			continue
+		}
+		ps, err := h.sync.store.PairingsOf(ctx, d.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			if p.ControllerID == d.ID && in[p.GadgetID] && p.AccountID == accountID {
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Pairing) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ControllerID, b.ControllerID), cmp.Compare(a.GadgetID, b.GadgetID))
+	})
+	return out, nil
 }

@@ -17,8 +17,14 @@ type deviceRow struct {
 	Controller bool
 	// Battery is the latest battery sample ("" when there is none or it is unavailable).
 	Battery string
-	// Paired names the devices it is paired with.
-	Paired []string
+	// Paired lists the devices it is paired with, oldest pairing first.
+	Paired []pairedDevice
+}
+
+// pairedDevice is a partner as the pages link to it.
+type pairedDevice struct {
+	ID   string
+	Name string // the partner's name, or its ID when the name is not at hand
 }
 
 type devicesData struct {
@@ -34,9 +40,21 @@ func (p *Portal) deviceRows(rq *request) ([]deviceRow, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	// One read for every device's pairings; partners are named from the list just read.
+	paired, err := p.hub.AccountPairings(rq.Context(), rq.principal.AccountID)
+	if err != nil {
+		return nil, false, err
+	}
+	names := make(map[string]string, len(ds))
+	for _, d := range ds {
+		names[d.ID] = d.Name
+	}
 	rows := make([]deviceRow, len(ds))
 	for i, d := range ds {
 		rows[i] = deviceRow{DeviceView: d, Controller: devices.IsController(d.Type)}
+		for _, id := range paired[d.ID] {
+			rows[i].Paired = append(rows[i].Paired, partner(id, names[id]))
+		}
 	}
 	extras, err := p.deviceExtras(rq, rows)
 	return rows, extras, err
@@ -82,10 +100,26 @@ func (p *Portal) device(rq *request) (deviceRow, error) {
 		return deviceRow{}, err
 	}
 	rows := []deviceRow{{DeviceView: d, Controller: devices.IsController(d.Type)}}
+	peers, err := p.hub.PairedDevices(rq.Context(), rq.principal.AccountID, d.ID)
+	if err != nil {
+		return deviceRow{}, err
+	}
+	for _, x := range peers {
+		rows[0].Paired = append(rows[0].Paired, partner(x.ID, x.Name))
+	}
 	if _, err := p.deviceExtras(rq, rows); err != nil {
 		return deviceRow{}, err
 	}
 	return rows[0], nil
+}
+
+// partner names a paired device by its ID when its name is unknown: a device paired between
+// reading the list and reading the pairings is not in the list yet.
+func partner(id, name string) pairedDevice {
+	if name == "" {
+		name = id
+	}
+	return pairedDevice{ID: id, Name: name}
 }
 
 func (p *Portal) devicePage(rq *request) {
@@ -130,8 +164,7 @@ func (p *Portal) unbindPost(rq *request) {
 const batteryWindow = 24 * time.Hour
 
 // deviceExtras fills each row's latest battery level from the synced telemetry; false says
-// the hub has no telemetry (not built or switched off). Pairings are not listed: the hub has
-// no method for an owner to read them yet (see docs/portal.md).
+// the hub has no telemetry (not built or switched off).
 func (p *Portal) deviceExtras(rq *request, rows []deviceRow) (bool, error) {
 	to := p.clock.Now()
 	for i := range rows {

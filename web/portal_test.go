@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -400,4 +401,136 @@ func TestWipeNeedsConfirmation(t *testing.T) {
 	if cmds, err := h.Hub().Commands(c, l.AccountID, phone.DeviceID, 10); err != nil || len(cmds) != 1 || cmds[0].Type != "wipe" || cmds[0].IssuedBy != "web" {
 		t.Fatalf("commands after the confirmed wipe: %+v %v", cmds, err)
 	}
+}
+
+// pairedLinks returns the IDs the paired-with cell of a device links to: on the devices page
+// the row of deviceID, on a device page the "paired" element.
+func pairedLinks(t *testing.T, body, deviceID string) []string {
+	t.Helper()
+	re := regexp.MustCompile(`(?s)<dd id="paired">(.*?)</dd>`)
+	if deviceID != "" {
+		re = regexp.MustCompile(`(?s)<tr data-device="` + regexp.QuoteMeta(deviceID) + `">.*?<td>([^<]*(?:<a [^>]*>[^<]*</a>[^<]*)*)</td>\s*</tr>`)
+	}
+	m := re.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no paired-with cell for %q in the page", deviceID)
+	}
+	ids := []string{}
+	for _, l := range regexp.MustCompile(`<a href="/devices/([^"]+)" data-paired="([^"]+)">([^<]*)</a>`).FindAllStringSubmatch(m[1], -1) {
+		if l[1] != l[2] {
+			t.Fatalf("link to %s marked %s", l[1], l[2])
+		}
+		ids = append(ids, l[1]+" "+l[3])
+	}
+	return ids
+}
+
+// TestPairedDevicesShown: the devices page and each device page name the device's partner
+// and link to it; after unpairing and after unbinding nothing is listed; another account
+// gets the 404 page for the band.
+func TestPairedDevicesShown(t *testing.T) {
+	h := apptest.Start(t, nil)
+	c := ctx(t)
+	api := apiclient.New(h.URL())
+	api.AdminToken = h.Config.Admin.Token
+	l, err := api.CreateAccount(c, "anna@example.com", "anna-likes-long-walks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anna := api.WithToken(l.Token)
+	if _, err := api.CreateAccount(c, "boris@example.com", "boris-password-42"); err != nil {
+		t.Fatal(err)
+	}
+	phone, err := anna.RegisterDevice(c, "phone", "Annas phone", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bands, err := api.Provision(c, "band", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	band := bands[0].DeviceID
+	// The band's code and the pairing come straight from the hub (MQTT is not what this
+	// test is about); binding goes through the API like the owner's.
+	hb := h.Hub()
+	bandID, err := hb.DeviceIdentity(c, band)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := hb.RequestBindCode(c, bandID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := anna.Bind(c, band, bc.Code); err != nil {
+		t.Fatal(err)
+	}
+	if err := anna.Do(c, http.MethodPatch, "/api/v1/devices/"+band, map[string]string{"name": "Running band"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	phoneID, err := hb.DeviceIdentity(c, phone.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := newBrowser(t, h.URL())
+	b.signIn(api, "anna@example.com", "anna-likes-long-walks")
+	check := func(when string, wantPhone, wantBand []string) {
+		t.Helper()
+		_, list := b.get("/devices")
+		if got := pairedLinks(t, list, phone.DeviceID); !slices.Equal(got, wantPhone) {
+			t.Errorf("%s: devices page, phone paired with %v, want %v", when, got, wantPhone)
+		}
+		if wantBand != nil {
+			if got := pairedLinks(t, list, band); !slices.Equal(got, wantBand) {
+				t.Errorf("%s: devices page, band paired with %v, want %v", when, got, wantBand)
+			}
+		}
+		for id, want := range map[string][]string{phone.DeviceID: wantPhone, band: wantBand} {
+			if want == nil {
+				continue // not in the account
+			}
+			resp, page := b.get("/devices/" + id)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: GET /devices/%s: %d", when, id, resp.StatusCode)
+			}
+			if got := pairedLinks(t, page, ""); !slices.Equal(got, want) {
+				t.Errorf("%s: device page of %s paired with %v, want %v", when, id, got, want)
+			}
+		}
+	}
+	none := []string{}
+	check("before pairing", none, none)
+
+	if err := hb.Pair(c, phoneID, band); err != nil {
+		t.Fatal(err)
+	}
+	check("paired", []string{band + " Running band"}, []string{phone.DeviceID + " Annas phone"})
+
+	// Boris sees the 404 page for Anna's band, with nothing of it on the page.
+	bb := newBrowser(t, h.URL())
+	bb.signIn(api, "boris@example.com", "boris-password-42")
+	for _, p := range []string{"/devices/" + band, "/devices/" + phone.DeviceID} {
+		resp, body := bb.get(p)
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `id="not-found"`) || strings.Contains(body, "Running band") || strings.Contains(body, "Annas phone") {
+			t.Errorf("Boris GET %s: %d", p, resp.StatusCode)
+		}
+	}
+	if _, body := bb.get("/devices"); strings.Contains(body, band) || strings.Contains(body, "Running band") {
+		t.Error("Boris's devices page shows Anna's band")
+	}
+
+	if err := hb.Unpair(c, phoneID, band); err != nil {
+		t.Fatal(err)
+	}
+	check("unpaired", none, none)
+
+	if err := hb.Pair(c, phoneID, band); err != nil {
+		t.Fatal(err)
+	}
+	check("paired again", []string{band + " Running band"}, []string{phone.DeviceID + " Annas phone"})
+	resp, body := b.post("/devices/"+band+"/unbind", url.Values{"csrf": {b.csrf("/devices/" + band)}, "password": {"anna-likes-long-walks"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("unbind the band: %d %s", resp.StatusCode, body)
+	}
+	check("band unbound", none, nil)
 }

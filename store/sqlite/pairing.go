@@ -56,3 +56,36 @@ func (s *SyncLog) PairingsOf(ctx context.Context, deviceID string) ([]hub.Pairin
 	}
 	return out, wrapf(rows.Err(), "pairings")
 }
+
+// PairingsOfAccount lists the account's pairings whose two devices are both bound to the
+// account now, oldest first, in one query: the device lists show every device's partners.
+// It walks the account's controllers (devices_account index) into the pairings primary key,
+// which starts with controller_id, because pairings has no index on account_id and every
+// pairing has exactly one controller. Checking the gadget's account as well keeps another
+// account's device out even if a pairing outlived a binding.
+func (s *SyncLog) PairingsOfAccount(ctx context.Context, accountID string) ([]hub.Pairing, error) {
+	defer s.db.observed("pairings.of_account", time.Now())
+	rows, err := s.db.reader.QueryContext(ctx, `SELECT p.controller_id, p.gadget_id, p.account_id, p.created_at
+		FROM devices c
+		JOIN pairings p ON p.controller_id = c.id
+		JOIN devices g ON g.id = p.gadget_id
+		WHERE c.account_id = ?1 AND g.account_id = ?1 AND p.account_id = ?1
+		ORDER BY p.created_at, p.controller_id, p.gadget_id`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("account pairings: %w", err)
+	}
+	defer rows.Close()
+	var out []hub.Pairing
+	for rows.Next() {
+		var p hub.Pairing
+		var created int64
+		if err := rows.Scan(&p.ControllerID, &p.GadgetID, &p.AccountID, &created); err != nil {
+			return nil, fmt.Errorf("account pairings: %w", err)
+		}
+		p.CreatedAt = fromMS(created)
+		out = append(out, p)
+	}
+	return out, wrapf(rows.Err(), "account pairings")
+}
+
+var _ hub.AccountPairingStore = (*SyncLog)(nil)
