@@ -99,6 +99,9 @@ func New(opts Options) (*Broker, error) {
 	if err := srv.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
 	}
+	if err := srv.AddHook(newPacketIDHook(log), nil); err != nil { // packetids.go
+		return nil, fmt.Errorf("add packet ID hook: %w", err)
+	}
 	if opts.Hub != nil {
 		relay := &relayHook{auth: auth, hub: opts.Hub, srv: srv, log: log, window: opts.SyncWindow} // relay.go
 		if err := srv.AddHook(relay, nil); err != nil {
