@@ -82,10 +82,13 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
 	// A device keeps its session for at most 30 days offline; mochi's default is forever.
 	caps.MaximumSessionExpiryInterval = 30 * 24 * 3600
+	// mochi copies a publish's properties into its PUBACK, user properties included, and
+	// then writes its "granted QoS 1" code (0x01, not a PUBACK reason code) as the reason.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
 		InlineClient:           true,
-		Logger:                 log.With("component", "mqtt"),
+		Logger:                 newMochiLogger(log), // mochilog.go
 		SysTopicResendInterval: 0,
 	})
 	b := &Broker{srv: srv, log: log}

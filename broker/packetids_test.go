@@ -196,3 +196,21 @@ func ping(t *testing.T, c net.Conn) {
 		t.Fatalf("PINGRESP: hdr %#x err %v", hdr, err)
 	}
 }
+
+// TestPubackCarriesNoEcho: a v5 QoS 1 publish with a user property is acknowledged with
+// success and nothing of the publish echoed back (mochi would copy its properties into the
+// PUBACK and send 0x01, which is no PUBACK reason code).
+func TestPubackCarriesNoEcho(t *testing.T) {
+	h := apptest.Start(t, anonymous)
+	c := dialConnected(t, h, 5, "puback-echo")
+	user := append(append([]byte{0x26}, mstr("trace")...), mstr("abc")...)
+	write(t, c, frame(0x32, mstr("echo/t"), []byte{0, 9}, props(user), []byte("x")))
+	hdr, body, err := readPacket(c)
+	if err != nil || hdr != 0x40 {
+		t.Fatalf("PUBACK: hdr %#x err %v", hdr, err)
+	}
+	// Either the short form (success) or packet ID, 0x00 and no properties.
+	if !slices.Equal(body, []byte{0, 9}) && !slices.Equal(body, []byte{0, 9, 0}) && !slices.Equal(body, []byte{0, 9, 0, 0}) {
+		t.Fatalf("PUBACK body % x, want 00 09 (success, no properties)", body)
+	}
+}
