@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // ErrClosed is returned for work handed to a store that is shutting down.
@@ -103,15 +105,19 @@ func (g *groupCommitter) drain(batch []groupJob) {
 func (g *groupCommitter) run(batch []groupJob) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	jobFailed := false
 	err := g.db.tx(ctx, g.op, func(tx *sql.Tx) error {
 		for _, j := range batch {
 			if err := j.fn(tx); err != nil {
+				jobFailed = !storageFailure(err)
 				return err
 			}
 		}
 		return nil
 	})
-	if err == nil || len(batch) == 1 {
+	// When the transaction itself failed (locked, I/O error, disk full), retrying each job
+	// alone would fail the same way, one busy timeout after another: all get the error.
+	if err == nil || len(batch) == 1 || !jobFailed {
 		for _, j := range batch {
 			j.done <- err
 		}
@@ -121,6 +127,21 @@ func (g *groupCommitter) run(batch []groupJob) {
 	for _, j := range batch {
 		j.done <- g.db.tx(ctx, g.op, j.fn)
 	}
+}
+
+// storageFailure reports errors of the database itself rather than of one job's data: they
+// would fail any transaction, so isolating jobs cannot help.
+func storageFailure(err error) bool {
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrFull, sqlite3.ErrIoErr, sqlite3.ErrReadonly,
+		sqlite3.ErrNomem, sqlite3.ErrCorrupt, sqlite3.ErrCantOpen:
+		return true
+	}
+	return false
 }
 
 // close stops the committer after the batch under way; queued jobs get ErrClosed.
