@@ -105,7 +105,8 @@ const (
 	// OpSettingsSet: a controller changes desired settings. Args SettingsSetArgs; result
 	// SettingsResult.
 	OpSettingsSet = "settings_set"
-	// OpSettingsReport: a device reports the settings it applied. Args SettingsReportArgs.
+	// OpSettingsReport: a device reports the settings (or the profile version) it applied.
+	// Args SettingsReportArgs.
 	OpSettingsReport = "settings_report"
 	// OpUnlock: unlock a locked device with the account password. Args UnlockArgs.
 	OpUnlock = "unlock"
@@ -409,17 +410,46 @@ func (a *SettingsSetArgs) Validate() error {
 	return nil
 }
 
+// Settings documents a "settings" command or a settings_report is about (the doc field).
+const (
+	// DocDevice ("", the field omitted) is the device's own settings: desired by the owner,
+	// reported by the device.
+	DocDevice = ""
+	// DocProfile is the account profile (height, birth year, goal steps, ...), the same
+	// document for every device of the account. Each device reports only the version it
+	// applied.
+	DocProfile = "profile"
+)
+
+func validDoc(doc string) error {
+	if doc != DocDevice && doc != DocProfile {
+		return fieldErr("doc", "must be omitted or %q", DocProfile)
+	}
+	return nil
+}
+
 // SettingsReportArgs are the args of settings_report, sent by the configured device.
 type SettingsReportArgs struct {
-	// Reported is a JSON object of the settings the device has applied.
-	Reported json.RawMessage `json:"reported"`
-	// Version is the desired-settings version the device applied.
+	// Doc is the document reported on: DocDevice (omitted) or DocProfile.
+	Doc string `json:"doc,omitempty"`
+	// Reported is a JSON object of the settings the device has applied. Required for the
+	// device's own settings; omitted for the profile, which is the same for every device, so
+	// the version says everything.
+	Reported json.RawMessage `json:"reported,omitempty"`
+	// Version is the desired-settings (or profile) version the device applied.
 	Version int64 `json:"version"`
 }
 
 // Validate checks the args.
 func (a *SettingsReportArgs) Validate() error {
-	if err := requireObject("reported", a.Reported); err != nil {
+	if err := validDoc(a.Doc); err != nil {
+		return err
+	}
+	if a.Doc == DocProfile {
+		if len(a.Reported) > 0 && string(a.Reported) != "null" {
+			return fieldErr("reported", "must be omitted for the profile: report its version only")
+		}
+	} else if err := requireObject("reported", a.Reported); err != nil {
 		return err
 	}
 	if a.Version < 0 {
@@ -440,6 +470,21 @@ type SettingsResult struct {
 	Version int64 `json:"version"`
 	// ReportedVersion is the version the device last reported.
 	ReportedVersion int64 `json:"reported_version"`
+	// Devices, for the profile only and only for controllers and the owner, lists every
+	// device of the account with the profile version it applied.
+	Devices []ProfileDevice `json:"devices,omitempty"`
+}
+
+// ProfileDevice is one device's state of the account profile.
+type ProfileDevice struct {
+	// DeviceID is the device.
+	DeviceID string `json:"device_id"`
+	// AppliedVersion is the profile version the device last reported applying in its
+	// current binding (0: none yet).
+	AppliedVersion int64 `json:"applied_version"`
+	// Behind is true while AppliedVersion is below the profile's version: the device gets
+	// the profile when it next subscribes to its commands topic.
+	Behind bool `json:"behind"`
 }
 
 // UnlockArgs are the args of unlock.
@@ -485,7 +530,8 @@ const (
 	CmdPaired = "paired"
 	// CmdUnpaired: a pairing ended. Args UnpairedArgs.
 	CmdUnpaired = "unpaired"
-	// CmdSettings: desired settings changed. Args SettingsArgs.
+	// CmdSettings: desired settings changed: the device's own, or the account profile when
+	// args.doc is DocProfile. Args SettingsArgs.
 	CmdSettings = "settings"
 	// CmdLocate: report location now. No args.
 	CmdLocate = "locate"
@@ -558,11 +604,30 @@ type UnpairedArgs struct {
 
 // SettingsArgs are the args of a "settings" command.
 type SettingsArgs struct {
-	// Desired is the change (a merge patch, as in SettingsSetArgs.Desired).
+	// Doc is the document the command carries: DocDevice (omitted) for the device's own
+	// settings, DocProfile for the account profile.
+	Doc string `json:"doc,omitempty"`
+	// Desired is, for the device's own settings, the change (a merge patch, as in
+	// SettingsSetArgs.Desired); for the profile, the whole document, which replaces the
+	// device's copy.
 	Desired json.RawMessage `json:"desired"`
-	// Version is the desired-settings version after the change; report it back with
-	// settings_report once applied.
+	// Version is the document's version after the change; report it back with
+	// settings_report (with the same doc) once applied.
 	Version int64 `json:"version"`
+}
+
+// Validate checks the args (for devices decoding commands).
+func (a *SettingsArgs) Validate() error {
+	if err := validDoc(a.Doc); err != nil {
+		return err
+	}
+	if err := requireObject("desired", a.Desired); err != nil {
+		return err
+	}
+	if a.Version < 0 {
+		return fieldErr("version", "must not be negative")
+	}
+	return nil
 }
 
 // LockArgs are the args of a "lock" command.

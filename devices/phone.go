@@ -33,6 +33,7 @@ type PhoneModel struct {
 	data     map[string]string
 	seen     map[string]CommandOutcome
 	seenList []string
+	settings *SettingsModel
 }
 
 // PhoneLostMode is what a phone in lost mode shows and allows.
@@ -53,15 +54,22 @@ type CommandOutcome struct {
 	Repeat bool
 	// ReportLocation is true when the phone should send a location sample now.
 	ReportLocation bool
+	// Report, when set, is the settings_report to send after the acknowledgement: what the
+	// phone holds after a "settings" command (its own settings, or the account profile).
+	Report *SettingsReportArgs
 }
 
 // NewPhoneModel returns an unlocked phone with no data.
 func NewPhoneModel() *PhoneModel {
-	return &PhoneModel{data: map[string]string{}, seen: map[string]CommandOutcome{}}
+	return &PhoneModel{data: map[string]string{}, seen: map[string]CommandOutcome{}, settings: NewSettingsModel()}
 }
 
-// HandleCommand applies a command from the hub. Events that are not owner commands (bound,
-// paired, settings, ...) are not the phone model's business: their outcome has Ack false.
+// Settings is the phone's settings and account profile, as applied from "settings" commands.
+func (p *PhoneModel) Settings() *SettingsModel { return p.settings }
+
+// HandleCommand applies a command from the hub. Owner commands and "settings" are
+// acknowledged (a settings command also yields the settings_report to send); other events
+// (bound, paired, ...) are not the phone model's business: their outcome has Ack false.
 func (p *PhoneModel) HandleCommand(cmd Command) CommandOutcome {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -109,6 +117,16 @@ func (p *PhoneModel) apply(cmd Command) CommandOutcome {
 		p.locates++
 		ok.ReportLocation = true
 		ok.Detail = "location sent"
+	case CmdSettings:
+		rep, err := p.settings.Apply(cmd)
+		if err != nil {
+			return CommandOutcome{Ack: true, Status: AckFailed, Detail: clip(err.Error(), 256)}
+		}
+		ok.Report = &rep
+		ok.Detail = "settings applied"
+		if rep.Doc == DocProfile {
+			ok.Detail = "profile applied"
+		}
 	default:
 		return CommandOutcome{}
 	}
@@ -228,6 +246,14 @@ func normalizeNumber(s string) string {
 		return ""
 	}
 	return b.String()
+}
+
+// clip keeps an acknowledgement's detail within what command_ack accepts.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }
 
 func emergencyNumber(n string) bool {

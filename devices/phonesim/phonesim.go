@@ -1,8 +1,8 @@
 // Package phonesim runs a devices.PhoneModel on a devices/client connection: it applies the
-// hub's commands and acknowledges them, reports the location on locate and, in lost mode,
-// at the interval the lock command set, and carries the phone's own lost-mode actions (the
-// password unlock, signing out) to the hub. The simulator and the end-to-end tests use it as
-// "a phone".
+// hub's commands and acknowledges them, reports the settings and account profile it applied,
+// reports the location on locate and, in lost mode, at the interval the lock command set,
+// and carries the phone's own lost-mode actions (the password unlock, signing out) to the
+// hub. The simulator and the end-to-end tests use it as "a phone".
 package phonesim
 
 import (
@@ -146,6 +146,16 @@ func (r *Runner) handle(cmd devices.Command) {
 			// Not fatal: the hub sends unacknowledged commands again on reconnect, and the
 			// model acknowledges repeats without applying them twice.
 			r.log.Warn("acknowledge command", "command", cmd.ID, "error", err)
+		}
+	}
+	if out.Report != nil {
+		ctx, cancel := context.WithTimeout(r.ctx, requestTimeout)
+		err := r.opts.Client.ReportSettings(ctx, *out.Report)
+		cancel()
+		if err != nil && r.ctx.Err() == nil {
+			// Not fatal either: a device whose report did not arrive is still behind for the
+			// hub, which sends the settings again when it next subscribes.
+			r.log.Warn("report settings", "command", cmd.ID, "error", err)
 		}
 	}
 	if r.opts.OnCommand != nil {
