@@ -9,8 +9,10 @@ import (
 	"github.com/devicehub/devicehub/devices"
 )
 
-// OnSubscribed sends the device its unacknowledged commands when it (re)subscribes to its
-// commands topic, so commands issued while it was away, or before a restart, reach it.
+// OnSubscribed sends the device what it missed when it (re)subscribes to its commands
+// topic: settings changed while it was away (its own and the account profile, every bound
+// device type) and, for phones and tablets, its unacknowledged owner commands, so what was
+// issued while it was away, or before a restart, reaches it.
 //
 // This is the only trigger, not OnSessionEstablished: a device subscribes right after
 // CONNACK (paho does on every connect, persistent session or not), and mochi keeps the
@@ -32,10 +34,13 @@ func (h *authHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte
 		return
 	}
 	c := h.connOf(cl)
-	if c == nil || c.anonymous || !c.id.Bound() || !devices.IsController(c.id.Type) {
-		return // only phones and tablets take owner commands
+	if c == nil || c.anonymous || !c.id.Bound() {
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
 	defer cancel()
-	h.hub.DeviceConnected(ctx, c.id.DeviceID)
+	if devices.IsController(c.id.Type) {
+		h.hub.DeviceConnected(ctx, c.id.DeviceID) // only phones and tablets take owner commands
+	}
+	h.hub.SettingsOnConnect(ctx, c.id)
 }

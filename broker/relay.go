@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,9 +85,6 @@ func (h *relayHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if c == nil || c.anonymous {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
-	defer cancel()
-	h.hub.SettingsOnConnect(ctx, c.id)
 	// A resumed session keeps its subscriptions: the relay starts without a new SUBSCRIBE.
 	if _, ok := h.controller(cl); ok && subscribedToSync(cl) {
 		h.start(cl)

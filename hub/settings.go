@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/devicehub/devicehub/devices"
@@ -30,6 +31,30 @@ type SettingsDoc struct {
 	Reported        json.RawMessage
 	ReportedVersion int64
 	UpdatedAt       time.Time
+}
+
+// ProfileApplied is which version of its account's profile a device applied.
+type ProfileApplied struct {
+	DeviceID string
+	// Version is the profile version the device last reported applying in its current
+	// binding (0: none yet).
+	Version int64
+}
+
+// ProfileStore keeps, per device, the account profile version it applied, so that a device
+// that missed a change gets the profile when it next subscribes, and the owner sees who is
+// behind. A record counts only for the binding it was written in: a device bound again
+// starts from version 0.
+type ProfileStore interface {
+	// SetProfileApplied records the version the device reports; not_bound when the device is
+	// not (or no longer) bound to accountID.
+	SetProfileApplied(ctx context.Context, deviceID, accountID string, version int64, at time.Time) error
+	// ProfileAppliedBy returns the version the device applied in its current binding to
+	// accountID (0 when it never reported).
+	ProfileAppliedBy(ctx context.Context, deviceID, accountID string) (int64, error)
+	// ProfileApplied lists every device bound to accountID with the version it applied, in
+	// binding order.
+	ProfileApplied(ctx context.Context, accountID string) ([]ProfileApplied, error)
 }
 
 func (d SettingsDoc) result(deviceID string) devices.SettingsResult {
@@ -62,13 +87,29 @@ func (h *Hub) GetSettings(ctx context.Context, accountID, deviceID string) (devi
 		return devices.SettingsResult{}, err
 	}
 	d, err := h.sync.store.Settings(ctx, owner, name)
-	if ErrorCode(err) == ENotFound {
-		return SettingsDoc{}.result(deviceID), nil
-	}
-	if err != nil {
+	if err != nil && ErrorCode(err) != ENotFound {
 		return devices.SettingsResult{}, err
 	}
-	return d.result(deviceID), nil
+	res := d.result(deviceID)
+	if name == settingsProfile {
+		if res.Devices, err = h.profileDevices(ctx, accountID, d.Version); err != nil {
+			return devices.SettingsResult{}, err
+		}
+	}
+	return res, nil
+}
+
+// profileDevices lists the account's devices with the profile version each applied.
+func (h *Hub) profileDevices(ctx context.Context, accountID string, version int64) ([]devices.ProfileDevice, error) {
+	ps, err := h.store.ProfileApplied(ctx, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("profile applied: %w", err)
+	}
+	out := make([]devices.ProfileDevice, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, devices.ProfileDevice{DeviceID: p.DeviceID, AppliedVersion: p.Version, Behind: p.Version < version})
+	}
+	return out, nil
 }
 
 // SetSettings applies a merge patch to the desired settings if baseVersion is still the
@@ -93,15 +134,9 @@ func (h *Hub) SetSettings(ctx context.Context, accountID, deviceID string, patch
 	if cur.Version != baseVersion {
 		return devices.SettingsResult{}, &Error{Code: EStale, Field: "args.base_version", Message: staleMessage(cur.Version)}
 	}
-	var target any = map[string]any{}
-	if len(cur.Desired) > 0 {
-		if err := json.Unmarshal(cur.Desired, &target); err != nil {
-			return devices.SettingsResult{}, err
-		}
-	}
-	merged, err := json.Marshal(mergePatch(target, p))
+	merged, err := devices.MergePatch(cur.Desired, patch)
 	if err != nil {
-		return devices.SettingsResult{}, err
+		return devices.SettingsResult{}, fmt.Errorf("settings: %w", err)
 	}
 	if len(merged) > devices.MaxSettingsSize {
 		return devices.SettingsResult{}, FieldError(EInvalid, "args.desired", "the settings would exceed %d bytes", devices.MaxSettingsSize)
@@ -117,10 +152,52 @@ func (h *Hub) SetSettings(ctx context.Context, accountID, deviceID string, patch
 		}
 		return devices.SettingsResult{}, err
 	}
-	if name == settingsDevice {
+	res := d.result(deviceID)
+	if name == settingsProfile {
+		h.pushProfile(ctx, accountID, d)
+		if res.Devices, err = h.profileDevices(ctx, accountID, d.Version); err != nil {
+			// The write is done and sent; only the view of who applied it is missing.
+			h.log.Warn("profile devices", "account", accountID, "error", err)
+		}
+		return res, nil
+	}
+	// Only to a connected device, with presence read after the commit (as for owner
+	// commands; the store is the queue). A device offline now gets the delta when it next
+	// subscribes (SettingsOnConnect): the current state once, not a persistent session's
+	// backlog of intermediate patches, whose queued packet IDs also made mochi refuse the
+	// device's SUBSCRIBE on reconnect (0x91) before the broker kept the two ID spaces apart.
+	if h.deviceOnline(ctx, deviceID) {
 		h.sendCommand(ctx, deviceID, devices.CmdSettings, devices.SettingsArgs{Desired: patch, Version: d.Version})
 	}
-	return d.result(deviceID), nil
+	return res, nil
+}
+
+// pushProfile sends the changed profile, whole, to every connected device of the account.
+// Devices that are offline now (or miss it) get it when they next subscribe, because they
+// have not reported its version.
+func (h *Hub) pushProfile(ctx context.Context, accountID string, d SettingsDoc) {
+	ds, err := h.store.DevicesByAccount(ctx, accountID)
+	if err != nil {
+		h.log.Warn("push profile: list devices", "account", accountID, "error", err)
+		return
+	}
+	args := profileArgs(d)
+	for _, dev := range ds {
+		if dev.Online {
+			h.sendCommand(ctx, dev.ID, devices.CmdSettings, args)
+		}
+	}
+}
+
+// profileArgs is the "settings" command that carries the profile: the whole document, so a
+// device that missed versions replaces its copy (a merge patch on an old copy would keep
+// keys removed meanwhile).
+func profileArgs(d SettingsDoc) devices.SettingsArgs {
+	desired := d.Desired
+	if len(desired) == 0 {
+		desired = json.RawMessage("{}")
+	}
+	return devices.SettingsArgs{Doc: devices.DocProfile, Desired: desired, Version: d.Version}
 }
 
 func staleMessage(v int64) string {
@@ -144,13 +221,59 @@ func (h *Hub) ReportSettings(ctx context.Context, id devices.Identity, reported 
 	return err
 }
 
-// SettingsOnConnect sends a device that just connected the desired settings it has not
-// reported yet (the delta between desired and reported), so changes made while it was away
-// reach it.
+// ReportProfile records the account profile version a device applied. A version the profile
+// never had is refused: the device would otherwise never be sent the real one.
+func (h *Hub) ReportProfile(ctx context.Context, id devices.Identity, version int64) error {
+	if h.sync == nil {
+		return Errorf(EInternal, "settings are not configured")
+	}
+	if !id.Bound() {
+		return Errorf(ENotBound, "this device is not bound to an account")
+	}
+	cur, err := h.sync.store.Settings(ctx, id.AccountID, settingsProfile)
+	if err != nil && ErrorCode(err) != ENotFound {
+		return err
+	}
+	if version > cur.Version {
+		return FieldError(EInvalid, "args.version", "the profile's current version is %d", cur.Version)
+	}
+	return h.store.SetProfileApplied(ctx, id.DeviceID, id.AccountID, version, h.clock.Now())
+}
+
+// SettingsOnConnect sends a device what changed while it was away: the desired settings it
+// has not reported yet (the delta between desired and reported) and, when it has not applied
+// the account profile's current version, the profile. The transport calls it when the
+// device's SUBSCRIBE covering its commands topic was granted, not at session start, when a
+// clean session has no subscription yet and the send would reach nobody. It only reads
+// unless something is behind.
 func (h *Hub) SettingsOnConnect(ctx context.Context, id devices.Identity) {
 	if h.sync == nil || !id.Bound() {
 		return
 	}
+	h.deviceSettingsOnConnect(ctx, id)
+	h.profileOnConnect(ctx, id)
+}
+
+func (h *Hub) profileOnConnect(ctx context.Context, id devices.Identity) {
+	d, err := h.sync.store.Settings(ctx, id.AccountID, settingsProfile)
+	if err != nil {
+		if ErrorCode(err) != ENotFound {
+			h.log.Warn("profile on connect", "device", id.DeviceID, "error", err)
+		}
+		return
+	}
+	applied, err := h.store.ProfileAppliedBy(ctx, id.DeviceID, id.AccountID)
+	if err != nil {
+		h.log.Warn("profile on connect", "device", id.DeviceID, "error", err)
+		return
+	}
+	if d.Version == 0 || applied >= d.Version {
+		return
+	}
+	h.sendCommand(ctx, id.DeviceID, devices.CmdSettings, profileArgs(d))
+}
+
+func (h *Hub) deviceSettingsOnConnect(ctx context.Context, id devices.Identity) {
 	d, err := h.sync.store.Settings(ctx, id.DeviceID, settingsDevice)
 	if err != nil {
 		if ErrorCode(err) != ENotFound {
@@ -167,26 +290,6 @@ func (h *Hub) SettingsOnConnect(ctx context.Context, id devices.Identity) {
 		return
 	}
 	h.sendCommand(ctx, id.DeviceID, devices.CmdSettings, devices.SettingsArgs{Desired: delta, Version: d.Version})
-}
-
-// mergePatch applies an RFC 7386 JSON merge patch.
-func mergePatch(target, patch any) any {
-	pm, ok := patch.(map[string]any)
-	if !ok {
-		return patch
-	}
-	tm, ok := target.(map[string]any)
-	if !ok {
-		tm = map[string]any{}
-	}
-	for k, v := range pm {
-		if v == nil {
-			delete(tm, k)
-		} else {
-			tm[k] = mergePatch(tm[k], v)
-		}
-	}
-	return tm
 }
 
 // settingsDelta returns the top-level desired keys whose values differ from reported.
@@ -240,7 +343,11 @@ func (h *Hub) handleSettingsRequest(ctx context.Context, id devices.Identity, re
 		if target != id.DeviceID && target != ProfileID && !devices.IsController(id.Type) {
 			return nil, Errorf(EForbidden, "only a phone or tablet reads other devices' settings")
 		}
-		return h.GetSettings(ctx, id.AccountID, target)
+		res, err := h.GetSettings(ctx, id.AccountID, target)
+		if !devices.IsController(id.Type) {
+			res.Devices = nil // which devices the account has is for the owner and controllers
+		}
+		return res, err
 	case devices.OpSettingsSet:
 		args, err := devices.DecodeArgs[devices.SettingsSetArgs](req)
 		if err != nil {
@@ -254,6 +361,9 @@ func (h *Hub) handleSettingsRequest(ctx context.Context, id devices.Identity, re
 		args, err := devices.DecodeArgs[devices.SettingsReportArgs](req)
 		if err != nil {
 			return nil, decodeError(err)
+		}
+		if args.Doc == devices.DocProfile {
+			return nil, h.ReportProfile(ctx, id, args.Version)
 		}
 		return nil, h.ReportSettings(ctx, id, args.Reported, args.Version)
 	}

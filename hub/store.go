@@ -7,4 +7,5 @@ package hub
 type Store interface {
 	AccountStore
 	DeviceStore
+	ProfileStore
 }

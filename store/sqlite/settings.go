@@ -94,3 +94,69 @@ func (s *SyncLog) SetReported(ctx context.Context, owner, name, accountID string
 	})
 	return out, err
 }
+
+// SetProfileApplied records the profile version a device applied, for the binding it has
+// now. The binding is read in the same statement, so a report racing with an unbind cannot
+// be filed under the next binding.
+func (db *DB) SetProfileApplied(ctx context.Context, deviceID, accountID string, version int64, at time.Time) error {
+	return db.tx(ctx, "settings.profile_applied", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO profile_applied(device_id, account_id, bound_at, version, updated_at)
+			SELECT id, account_id, bound_at, ?, ? FROM devices WHERE id = ? AND account_id = ?
+			ON CONFLICT(device_id) DO UPDATE SET account_id = excluded.account_id, bound_at = excluded.bound_at,
+				version = excluded.version, updated_at = excluded.updated_at`,
+			version, ms(at), deviceID, accountID)
+		if err != nil {
+			return fmt.Errorf("set profile applied: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("set profile applied: %w", err)
+		}
+		if n == 0 {
+			return hub.Errorf(hub.ENotBound, "the device is not bound to this account")
+		}
+		return nil
+	})
+}
+
+// ProfileAppliedBy returns the profile version the device applied in its current binding to
+// accountID, 0 when it never reported in this binding.
+func (db *DB) ProfileAppliedBy(ctx context.Context, deviceID, accountID string) (int64, error) {
+	defer db.observed("settings.profile_applied_by", time.Now())
+	var v int64
+	err := db.reader.QueryRowContext(ctx, `SELECT p.version FROM profile_applied p JOIN devices d ON d.id = p.device_id
+		WHERE p.device_id = ? AND p.account_id = ? AND d.account_id = p.account_id AND d.bound_at = p.bound_at`,
+		deviceID, accountID).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("profile applied by %s: %w", deviceID, err)
+	}
+	return v, nil
+}
+
+// ProfileApplied lists the account's bound devices with the profile version each applied in
+// its current binding (0: none), in binding order.
+func (db *DB) ProfileApplied(ctx context.Context, accountID string) ([]hub.ProfileApplied, error) {
+	defer db.observed("settings.profile_applied", time.Now())
+	rows, err := db.reader.QueryContext(ctx, `SELECT d.id, COALESCE(p.version, 0) FROM devices d
+		LEFT JOIN profile_applied p ON p.device_id = d.id AND p.account_id = d.account_id AND p.bound_at = d.bound_at
+		WHERE d.account_id = ? ORDER BY d.bound_at, d.id`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("profile applied: %w", err)
+	}
+	defer rows.Close()
+	var out []hub.ProfileApplied
+	for rows.Next() {
+		var p hub.ProfileApplied
+		if err := rows.Scan(&p.DeviceID, &p.Version); err != nil {
+			return nil, fmt.Errorf("profile applied: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("profile applied: %w", err)
+	}
+	return out, nil
+}
