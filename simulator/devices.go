@@ -25,10 +25,13 @@ type device struct {
 	conn    *client.Client
 	seen    []devices.Command
 	seq     map[string]uint64 // last telemetry seq per stream
+	// settings is what the device applied from "settings" commands: its own settings and
+	// the account profile. It outlives connections, as firmware keeps it in flash.
+	settings *devices.SettingsModel
 }
 
 func newDevice(id string, typ devices.Type) *device {
-	return &device{id: id, typ: typ, seq: map[string]uint64{}}
+	return &device{id: id, typ: typ, seq: map[string]uint64{}, settings: devices.NewSettingsModel()}
 }
 
 // connect (re)connects the device with secret. clean=false keeps the broker session, so
@@ -87,6 +90,24 @@ func (d *device) waitCommand(ctx context.Context, typ string, match func(devices
 	}
 }
 
+// applySettings waits for the "settings" command for doc at version (or later), applies it
+// as the device would, acknowledges it and reports what the device holds now.
+func (d *device) applySettings(ctx context.Context, doc string, version int64) (devices.SettingsArgs, error) {
+	var args devices.SettingsArgs
+	cmd, err := d.waitCommand(ctx, devices.CmdSettings, func(c devices.Command) bool {
+		var a devices.SettingsArgs
+		return json.Unmarshal(c.Args, &a) == nil && a.Doc == doc && a.Version >= version
+	})
+	if err != nil {
+		return args, err
+	}
+	_ = json.Unmarshal(cmd.Args, &args)
+	if err := d.conn.ApplySettings(ctx, d.settings, cmd); err != nil {
+		return args, fmt.Errorf("%s: %w", d.id, err)
+	}
+	return args, nil
+}
+
 // bindCode asks the hub for the code the gadget shows.
 func (d *device) bindCode(ctx context.Context) (string, error) {
 	raw, err := d.request(ctx, devices.OpBindCode, nil)
@@ -118,7 +139,7 @@ func (d *device) awaitBound(ctx context.Context, t Target, accountID string) err
 	}
 	d.secret = args.Secret
 	// Clean sessions throughout: what a gadget must get after being away (settings) the hub
-	// sends on every connect. (A resumed session with messages in flight also runs into the
+	// sends when it subscribes after every connect. (A resumed session with messages in flight also runs into the
 	// broker refusing the client's next SUBSCRIBE with 0x91, packet identifier in use.)
 	if err := d.connect(ctx, t, d.secret, true); err != nil {
 		return fmt.Errorf("reconnect with the binding secret: %w", err)

@@ -529,8 +529,10 @@ func (s *story) offlineCatchup(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%d of %d in order after a clean-session reconnect (%d duplicates, %d already acknowledged)", len(seqs), n, dups, redelivered), nil
 }
 
-// 14. The phone sets the band's alarm while the band is offline; the band gets it on
-// reconnect and reports it.
+// 14. The phone sets the band's alarm while the band is offline; the band gets it when it
+// reconnects (clean session) and subscribes, without asking, applies it and reports it. Then
+// Anna changes her profile (height, goal steps) from the web; the band, connected, gets the
+// whole profile and reports the version it applied, which Anna sees.
 func (s *story) settingsSync(ctx context.Context) (string, error) {
 	s.band.disconnect()
 	raw, err := s.annaPhone.request(ctx, devices.OpSettingsGet, devices.SettingsGetArgs{DeviceID: s.band.id})
@@ -553,30 +555,16 @@ func (s *story) settingsSync(ctx context.Context) (string, error) {
 	if set.Version <= cur.Version {
 		return "", fmt.Errorf("settings_set: version %d after %d", set.Version, cur.Version)
 	}
-	// The band comes back with a clean session and, like firmware after a reboot, reads its
-	// own settings (settings_get for itself) rather than counting on a queued command: the
-	// hub's on-connect "settings" command is published before a clean session has subscribed
-	// to its commands topic, and a resumed session (clean=false) with messages in flight gets
-	// its next SUBSCRIBE refused by the broker (0x91, packet identifier in use).
+	// The band comes back with a clean session, as after a reboot. It does not ask: the hub
+	// sends what changed while it was away once its SUBSCRIBE to its commands topic is in.
 	if err := s.band.connect(ctx, s.t, s.band.secret, true); err != nil {
 		return "", fmt.Errorf("band reconnect: %w", err)
 	}
-	raw, err = s.band.request(ctx, devices.OpSettingsGet, devices.SettingsGetArgs{})
-	if err != nil {
-		return "", fmt.Errorf("band settings_get: %w", err)
-	}
-	mine, err := decodeInto[devices.SettingsResult](raw)
-	if err != nil {
+	if _, err := s.band.applySettings(ctx, devices.DocDevice, set.Version); err != nil {
 		return "", err
 	}
-	var desired map[string]any
-	if err := json.Unmarshal(mine.Desired, &desired); err != nil || desired["alarm"] != "06:30" || mine.Version != set.Version {
-		return "", fmt.Errorf("the band reads desired %s version %d, want alarm 06:30 version %d", mine.Desired, mine.Version, set.Version)
-	}
-	args := devices.SettingsArgs{Desired: mine.Desired, Version: mine.Version}
-	if _, err := s.band.request(ctx, devices.OpSettingsReport, devices.SettingsReportArgs{
-		Reported: json.RawMessage(`{"alarm":"06:30"}`), Version: args.Version}); err != nil {
-		return "", fmt.Errorf("settings_report: %w", err)
+	if mine, v := s.band.settings.Settings(); v != set.Version || !strings.Contains(string(mine), `"alarm":"06:30"`) {
+		return "", fmt.Errorf("the band holds %s version %d, want alarm 06:30 version %d", mine, v, set.Version)
 	}
 	raw, err = s.annaPhone.request(ctx, devices.OpSettingsGet, devices.SettingsGetArgs{DeviceID: s.band.id})
 	if err != nil {
@@ -587,10 +575,44 @@ func (s *story) settingsSync(ctx context.Context) (string, error) {
 		return "", err
 	}
 	var reported map[string]any
-	if err := json.Unmarshal(got.Reported, &reported); err != nil || reported["alarm"] != "06:30" || got.ReportedVersion != args.Version {
-		return "", fmt.Errorf("the phone sees reported %s version %d, want alarm 06:30 version %d", got.Reported, got.ReportedVersion, args.Version)
+	if err := json.Unmarshal(got.Reported, &reported); err != nil || reported["alarm"] != "06:30" || got.ReportedVersion != set.Version {
+		return "", fmt.Errorf("the phone sees reported %s version %d, want alarm 06:30 version %d", got.Reported, got.ReportedVersion, set.Version)
 	}
-	return fmt.Sprintf("alarm 06:30 set while the band was offline, read by it on reconnect, reported at version %d", got.ReportedVersion), nil
+
+	// The account profile, from the web: every connected device of the account gets it.
+	var prof devices.SettingsResult
+	if err := s.anna.Do(ctx, http.MethodGet, "/api/v1/profile", nil, &prof); err != nil {
+		return "", notImplemented(fmt.Errorf("read profile: %w", err))
+	}
+	patch := map[string]any{"desired": map[string]any{"height_cm": 168, "goal_steps": 9000}, "base_version": prof.Version}
+	if err := s.anna.Do(ctx, http.MethodPut, "/api/v1/profile", patch, &prof); err != nil {
+		return "", notImplemented(fmt.Errorf("write profile: %w", err))
+	}
+	applied := map[string]bool{}
+	for _, d := range []*device{s.annaPhone, s.band, s.scale} {
+		if d == nil || d.conn == nil {
+			continue // offline: it gets the profile when it next subscribes
+		}
+		if _, err := d.applySettings(ctx, devices.DocProfile, prof.Version); err != nil {
+			return "", err
+		}
+		applied[d.id] = true
+	}
+	if !applied[s.band.id] {
+		return "", fmt.Errorf("the band is offline")
+	}
+	// The owner's view of who applied which version; reports are answered before this read,
+	// so it is final.
+	if err := s.anna.Do(ctx, http.MethodGet, "/api/v1/profile", nil, &prof); err != nil {
+		return "", fmt.Errorf("read profile: %w", err)
+	}
+	for _, d := range prof.Devices {
+		if applied[d.DeviceID] && (d.AppliedVersion != prof.Version || d.Behind) {
+			return "", fmt.Errorf("%s applied profile version %d but the owner sees %d", d.DeviceID, prof.Version, d.AppliedVersion)
+		}
+	}
+	return fmt.Sprintf("alarm 06:30 set while the band was offline, sent to it when it subscribed again, reported at version %d; "+
+		"profile version %d sent to and applied by %d connected devices of %d", got.ReportedVersion, prof.Version, len(applied), len(prof.Devices)), nil
 }
 
 // commandRequest is the body of POST /api/v1/devices/{id}/commands.
