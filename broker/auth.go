@@ -49,7 +49,8 @@ type authHook struct {
 	srv            *mqtt.Server
 	inline         *mqtt.Client // publishes responses with MQTT 5 properties
 
-	conns sync.Map // client ID → *conn
+	conns  sync.Map // client ID → *conn
+	ackers sync.Map // *mqtt.Client → *acker (ingest.go), while it has pipelined publishes
 }
 
 func (h *authHook) ID() string { return "devicehub-auth" }
@@ -204,6 +205,9 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if ok && devID == c.id.DeviceID && kind == devices.KindTelemetry {
 		return h.ingestTelemetry(cl, c, pk, stream) // ingest.go
 	}
+	if pk.FixedHeader.Qos > 0 {
+		h.settle(cl) // ingest.go: earlier telemetry is acknowledged first
+	}
 	if !ok || devID != c.id.DeviceID || kind != devices.KindRequest {
 		return pk, nil
 	}
@@ -264,6 +268,7 @@ func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	h.stopAcker(cl) // ingest.go
 	v, ok := h.conns.Load(cl.ID)
 	if !ok {
 		return

@@ -49,6 +49,10 @@ type SyncStore interface {
 	// are shared by every sample waiting at that moment). stored is false when the sample
 	// was a duplicate (same account, device, stream and seq) and nothing was written.
 	AppendSync(ctx context.Context, r SyncRecord) (stored bool, err error)
+	// AppendSyncAsync queues a sample for the next shared commit and returns a function
+	// that waits for that commit (same answer as AppendSync). Samples commit in the order
+	// they were queued.
+	AppendSyncAsync(ctx context.Context, r SyncRecord) (wait func(context.Context) (stored bool, err error), err error)
 	// SyncEntriesFor returns up to limit entries after cursor that controllerID of accountID
 	// may receive (account-wide entries of other devices, and entries of gadgets paired with
 	// it), in cursor order, and how far retention has deleted the account's log.

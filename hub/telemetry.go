@@ -17,38 +17,57 @@ const ENotPaired = "not_paired"
 // per-message read of device state: the identity comes from the connection and the pairing
 // state from an in-memory view the hub keeps current.
 func (h *Hub) IngestTelemetry(ctx context.Context, id devices.Identity, stream string, payload []byte) error {
+	wait, err := h.StartTelemetry(ctx, id, stream, payload)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// StartTelemetry is IngestTelemetry in two halves, for a transport that pipelines one
+// connection's publishes: it validates the sample and queues it for the next shared commit
+// (a refusal is returned here, at once), and the returned function waits for that commit.
+// Samples queued one after another are committed, and so relayed, in that order; calling
+// the wait functions in the same order gives their acknowledgements in order too.
+func (h *Hub) StartTelemetry(ctx context.Context, id devices.Identity, stream string, payload []byte) (wait func(context.Context) error, err error) {
 	if h.sync == nil {
-		return Errorf(EInternal, "telemetry is not configured")
+		return nil, Errorf(EInternal, "telemetry is not configured")
 	}
 	if !id.Bound() {
-		return Errorf(ENotBound, "telemetry is accepted only from devices bound to an account")
+		return nil, Errorf(ENotBound, "telemetry is accepted only from devices bound to an account")
 	}
 	now := h.clock.Now()
 	t, err := devices.ValidateTelemetry(id.Type, stream, payload, now)
 	if err != nil {
-		return decodeError(err)
+		return nil, decodeError(err)
 	}
 	info, _ := devices.Info(id.Type)
 	if info.Pairable {
 		paired, err := h.isPaired(ctx, id.DeviceID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !paired {
-			return Errorf(ENotPaired, "a %s sends telemetry only while paired with a phone or tablet", id.Type)
+			return nil, Errorf(ENotPaired, "a %s sends telemetry only while paired with a phone or tablet", id.Type)
 		}
 	}
-	stored, err := h.sync.store.AppendSync(ctx, SyncRecord{
+	committed, err := h.sync.store.AppendSyncAsync(ctx, SyncRecord{
 		AccountID: id.AccountID, DeviceID: id.DeviceID, Stream: t.Stream, Seq: t.Seq, TS: t.TS,
 		Wide: devices.AccountWideFor(id.Type, t.Stream), Data: t.Body, CreatedAt: now,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if stored {
-		h.sync.notifyAccount(id.AccountID)
-	}
-	return nil
+	return func(ctx context.Context) error {
+		stored, err := committed(ctx)
+		if err != nil {
+			return err
+		}
+		if stored {
+			h.sync.notifyAccount(id.AccountID)
+		}
+		return nil
+	}, nil
 }
 
 // TelemetryPage is a page of a device's stored samples.

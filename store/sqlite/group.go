@@ -49,21 +49,34 @@ func newGroupCommitter(db *DB, op string, maxBatch int) *groupCommitter {
 // or failed. A job whose own fn fails does not fail the others: the batch is retried one job
 // at a time to find it.
 func (g *groupCommitter) do(ctx context.Context, fn func(*sql.Tx) error) error {
+	wait, err := g.submit(ctx, fn)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// submit queues fn and returns at once with a function that waits for its transaction's
+// fate. Jobs run in the order they were submitted, so a caller that submits in arrival order
+// and waits later (to pipeline one connection's messages) keeps that order in the database.
+func (g *groupCommitter) submit(ctx context.Context, fn func(*sql.Tx) error) (wait func(context.Context) error, err error) {
 	j := groupJob{fn: fn, done: make(chan error, 1)}
 	select {
 	case g.jobs <- j:
 	case <-g.quit:
-		return ErrClosed
+		return nil, ErrClosed
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	select {
-	case err := <-j.done:
-		return err
-	case <-ctx.Done():
-		// The job may still commit; the caller only learns it did not wait for the answer.
-		return ctx.Err()
-	}
+	return func(ctx context.Context) error {
+		select {
+		case err := <-j.done:
+			return err
+		case <-ctx.Done():
+			// The job may still commit; the caller only learns it did not wait for the answer.
+			return ctx.Err()
+		}
+	}, nil
 }
 
 func (g *groupCommitter) loop() {

@@ -49,8 +49,19 @@ func boolInt(b bool) int {
 
 // AppendSync stores one sample, group-committed.
 func (s *SyncLog) AppendSync(ctx context.Context, r hub.SyncRecord) (bool, error) {
+	wait, err := s.AppendSyncAsync(ctx, r)
+	if err != nil {
+		return false, err
+	}
+	return wait(ctx)
+}
+
+// AppendSyncAsync queues the entry for the next group commit and returns a function that
+// waits for it: whether it was new (false for a repeated seq) once committed. Entries are
+// committed in the order they were queued.
+func (s *SyncLog) AppendSyncAsync(ctx context.Context, r hub.SyncRecord) (func(context.Context) (bool, error), error) {
 	stored := false
-	err := s.group.do(ctx, func(tx *sql.Tx) error {
+	wait, err := s.group.submit(ctx, func(tx *sql.Tx) error {
 		res, err := tx.Stmt(s.insert).Exec(r.AccountID, r.DeviceID, r.Stream, int64(r.Seq), r.TS.UnixNano(), boolInt(r.Wide), []byte(r.Data), ms(r.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("append sync entry: %w", err)
@@ -61,7 +72,15 @@ func (s *SyncLog) AppendSync(ctx context.Context, r hub.SyncRecord) (bool, error
 		stored = n == 1
 		return nil
 	})
-	return stored, err
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (bool, error) {
+		if err := wait(ctx); err != nil {
+			return false, err
+		}
+		return stored, nil
+	}, nil
 }
 
 const syncCols = `cursor, account_id, device_id, stream, seq, ts, wide, data, created_at`
