@@ -1,13 +1,11 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -28,6 +26,7 @@ import (
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/devices/client"
 	"github.com/devicehub/devicehub/hub"
+	"github.com/devicehub/devicehub/internal/mqttwire"
 )
 
 // These tests prove that a store failure during ingest never produces a success ack
@@ -83,53 +82,11 @@ func holdWriteLock(t *testing.T, path string) *writeLock {
 	return l
 }
 
-// --- raw MQTT (3.1.1 and 5) over TCP, frames built by hand (as in broker/hardening_test.go,
-// which is another package's test file) ---
+// --- raw MQTT (3.1.1 and 5) over TCP, frames built by hand (internal/mqttwire) ---
 
-func ingVBI(n int) []byte {
-	var b []byte
-	for {
-		c := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			c |= 0x80
-		}
-		b = append(b, c)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
-func ingStr(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-
-func ingFrame(hdr byte, parts ...[]byte) []byte {
-	body := bytes.Join(parts, nil)
-	return append(append([]byte{hdr}, ingVBI(len(body))...), body...)
-}
-
-// ingReadPacket reads one MQTT packet.
-func ingReadPacket(c net.Conn) (hdr byte, body []byte, err error) {
-	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		return 0, nil, err
-	}
-	hdr = b[0]
-	n, mult := 0, 1
-	for range 4 {
-		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n += int(b[0]&0x7f) * mult
-		mult *= 128
-		if b[0]&0x80 == 0 {
-			break
-		}
-	}
-	body = make([]byte, n)
-	_, err = io.ReadFull(c, body)
-	return hdr, body, err
-}
+func ingStr(s string) []byte                         { return mqttwire.Str(s) }
+func ingFrame(hdr byte, parts ...[]byte) []byte      { return mqttwire.Frame(hdr, parts...) }
+func ingReadPacket(c net.Conn) (byte, []byte, error) { return mqttwire.ReadPacket(c) }
 
 // mqttDevice is one raw MQTT connection of a device.
 type mqttDevice struct {

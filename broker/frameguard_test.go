@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/devicehub/devicehub/internal/mqttwire"
 	"io"
 	"net"
 	"strings"
@@ -15,35 +16,11 @@ import (
 
 // frame builders --------------------------------------------------------------------------
 
-func vbi(n int) []byte {
-	var b []byte
-	for {
-		c := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			c |= 0x80
-		}
-		b = append(b, c)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
-func mstr(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-
-func frame(hdr byte, parts ...[]byte) []byte {
-	body := bytes.Join(parts, nil)
-	return append(append([]byte{hdr}, vbi(len(body))...), body...)
-}
-
-// props wraps a property block with its length.
-func props(p ...[]byte) []byte {
-	b := bytes.Join(p, nil)
-	return append(vbi(len(b)), b...)
-}
-
-func userProp(k, v string) []byte { return append(append([]byte{0x26}, mstr(k)...), mstr(v)...) }
+func vbi(n int) []byte                       { return mqttwire.VBI(n) }
+func mstr(s string) []byte                   { return mqttwire.Str(s) }
+func frame(hdr byte, parts ...[]byte) []byte { return mqttwire.Frame(hdr, parts...) }
+func props(p ...[]byte) []byte               { return mqttwire.Props(p...) }
+func userProp(k, v string) []byte            { return mqttwire.UserProp(k, v) }
 
 func connectV4(id string) []byte {
 	return frame(0x10, mstr("MQTT"), []byte{4, 0x02, 0, 30}, mstr(id))

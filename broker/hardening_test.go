@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"runtime"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/devicehub/devicehub/app/apptest"
 	"github.com/devicehub/devicehub/config"
+	"github.com/devicehub/devicehub/internal/mqttwire"
 )
 
 // These tests run a whole hub (apptest) and talk raw MQTT to it over 127.0.0.1.
@@ -28,32 +28,10 @@ func anonymous(c *config.Config) { c.Broker.AllowAnonymous = true }
 // of hanging it; it is not a time limit under test.
 const hangGuard = time.Minute
 
-func vbi(n int) []byte {
-	var b []byte
-	for {
-		c := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			c |= 0x80
-		}
-		b = append(b, c)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
-func mstr(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-
-func frame(hdr byte, parts ...[]byte) []byte {
-	body := bytes.Join(parts, nil)
-	return append(append([]byte{hdr}, vbi(len(body))...), body...)
-}
-
-func props(p ...[]byte) []byte {
-	b := bytes.Join(p, nil)
-	return append(vbi(len(b)), b...)
-}
+func vbi(n int) []byte                       { return mqttwire.VBI(n) }
+func mstr(s string) []byte                   { return mqttwire.Str(s) }
+func frame(hdr byte, parts ...[]byte) []byte { return mqttwire.Frame(hdr, parts...) }
+func props(p ...[]byte) []byte               { return mqttwire.Props(p...) }
 
 func connectFrame(version byte, id string) []byte {
 	if version == 5 {
@@ -63,27 +41,7 @@ func connectFrame(version byte, id string) []byte {
 }
 
 // readPacket reads one MQTT packet from c.
-func readPacket(c net.Conn) (hdr byte, body []byte, err error) {
-	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
-		return 0, nil, err
-	}
-	hdr = b[0]
-	n, mult := 0, 1
-	for range 4 {
-		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n += int(b[0]&0x7f) * mult
-		mult *= 128
-		if b[0]&0x80 == 0 {
-			break
-		}
-	}
-	body = make([]byte, n)
-	_, err = io.ReadFull(c, body)
-	return hdr, body, err
-}
+func readPacket(c net.Conn) (hdr byte, body []byte, err error) { return mqttwire.ReadPacket(c) }
 
 // dialConnected opens a raw connection and completes a CONNECT/CONNACK at version.
 func dialConnected(t *testing.T, h *apptest.Hub, version byte, id string) net.Conn {
