@@ -39,20 +39,8 @@ func account(t *testing.T, id string) (*hub.Hub, *clock, string, string) {
 	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk,
 		Accounts: hub.AccountOptions{ChallengeBase: 1000}})
-	solve := func() json.RawMessage {
-		c, err := h.IssueChallenge(ctx, "10.0.0.1", id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := hub.SolveChallenge(ctx, c.(hub.PowChallenge))
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := json.Marshal(a)
-		return raw
-	}
 	req := hub.AccountRequest{Identifier: id, Password: "correct horse battery", IP: "10.0.0.1"}
-	req.Challenge = solve()
+	req.Challenge = solveFor(t, h, id)
 	if _, err := h.Register(ctx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +52,7 @@ func account(t *testing.T, id string) (*hub.Hub, *clock, string, string) {
 	if _, err := h.ConfirmCode(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	req.Challenge = solve()
+	req.Challenge = solveFor(t, h, id)
 	token, s, err := h.Login(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -111,4 +99,20 @@ func TestAuthenticateExpiryAndRevocation(t *testing.T) {
 	if _, err := h.Authenticate(ctx, token); hub.ErrorCode(err) != hub.EUnauthorized {
 		t.Fatalf("revoked token: %v", err)
 	}
+}
+
+// solveFor issues a challenge for who from 10.0.0.1 and solves it, as a client would.
+func solveFor(t *testing.T, h *hub.Hub, who string) json.RawMessage {
+	t.Helper()
+	ctx := context.Background()
+	c, err := h.IssueChallenge(ctx, "10.0.0.1", who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := hub.SolveChallenge(ctx, c.(hub.PowChallenge))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(a)
+	return raw
 }

@@ -59,19 +59,7 @@ func commandHub(t *testing.T) (*hub.Hub, *clock, *recorder, string, devices.Iden
 		Accounts: hub.AccountOptions{ChallengeBase: 1000}, Commands: db})
 	rec := &recorder{}
 	h.AttachTransport(rec, rec)
-	solve := func() json.RawMessage {
-		c, err := h.IssueChallenge(ctx, "10.0.0.1", "lou@example.com")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := hub.SolveChallenge(ctx, c.(hub.PowChallenge))
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := json.Marshal(a)
-		return raw
-	}
-	req := hub.AccountRequest{Identifier: "lou@example.com", Password: cmdPassword, IP: "10.0.0.1", Challenge: solve()}
+	req := hub.AccountRequest{Identifier: "lou@example.com", Password: cmdPassword, IP: "10.0.0.1", Challenge: solveFor(t, h, "lou@example.com")}
 	if _, err := h.Register(ctx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +71,7 @@ func commandHub(t *testing.T) (*hub.Hub, *clock, *recorder, string, devices.Iden
 	if _, err := h.ConfirmCode(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	req.Challenge = solve()
+	req.Challenge = solveFor(t, h, "lou@example.com")
 	_, s, err := h.Login(ctx, req)
 	if err != nil {
 		t.Fatal(err)

@@ -96,19 +96,7 @@ func newSettingsWorld(t *testing.T) *settingsWorld {
 func (w *settingsWorld) signUp(t *testing.T, who string) string {
 	t.Helper()
 	ctx := context.Background()
-	solve := func() json.RawMessage {
-		c, err := w.h.IssueChallenge(ctx, "10.0.0.1", who)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := hub.SolveChallenge(ctx, c.(hub.PowChallenge))
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := json.Marshal(a)
-		return raw
-	}
-	req := hub.AccountRequest{Identifier: who, Password: settingsPassword, IP: "10.0.0.1", Challenge: solve()}
+	req := hub.AccountRequest{Identifier: who, Password: settingsPassword, IP: "10.0.0.1", Challenge: solveFor(t, w.h, who)}
 	if _, err := w.h.Register(ctx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +108,7 @@ func (w *settingsWorld) signUp(t *testing.T, who string) string {
 	if _, err := w.h.ConfirmCode(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	req.Challenge = solve()
+	req.Challenge = solveFor(t, w.h, who)
 	_, s, err := w.h.Login(ctx, req)
 	if err != nil {
 		t.Fatal(err)

@@ -43,18 +43,7 @@ func (s *SyncLog) PairingsOf(ctx context.Context, deviceID string) ([]hub.Pairin
 	if err != nil {
 		return nil, fmt.Errorf("pairings: %w", err)
 	}
-	defer rows.Close()
-	var out []hub.Pairing
-	for rows.Next() {
-		var p hub.Pairing
-		var created int64
-		if err := rows.Scan(&p.ControllerID, &p.GadgetID, &p.AccountID, &created); err != nil {
-			return nil, fmt.Errorf("pairings: %w", err)
-		}
-		p.CreatedAt = fromMS(created)
-		out = append(out, p)
-	}
-	return out, wrapf(rows.Err(), "pairings")
+	return scanPairings(rows, "pairings")
 }
 
 // PairingsOfAccount lists the account's pairings whose two devices are both bound to the
@@ -74,18 +63,23 @@ func (s *SyncLog) PairingsOfAccount(ctx context.Context, accountID string) ([]hu
 	if err != nil {
 		return nil, fmt.Errorf("account pairings: %w", err)
 	}
+	return scanPairings(rows, "account pairings")
+}
+
+var _ hub.AccountPairingStore = (*SyncLog)(nil)
+
+// scanPairings reads pairing rows (controller_id, gadget_id, account_id, created_at).
+func scanPairings(rows *sql.Rows, op string) ([]hub.Pairing, error) {
 	defer rows.Close()
 	var out []hub.Pairing
 	for rows.Next() {
 		var p hub.Pairing
 		var created int64
 		if err := rows.Scan(&p.ControllerID, &p.GadgetID, &p.AccountID, &created); err != nil {
-			return nil, fmt.Errorf("account pairings: %w", err)
+			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 		p.CreatedAt = fromMS(created)
 		out = append(out, p)
 	}
-	return out, wrapf(rows.Err(), "account pairings")
+	return out, wrapf(rows.Err(), op)
 }
-
-var _ hub.AccountPairingStore = (*SyncLog)(nil)
