@@ -451,6 +451,13 @@ func TestFindMyLockReachesPersistentSession(t *testing.T) {
 	t.Cleanup(r.Close)
 	waitLocked(t, r, true)
 	waitState(t, w.anna, phoneID, lock.ID, hub.CommandAcknowledged)
+	// The runner reports a command after acknowledging it, so wait for the report.
+	apptest.Eventually(t, 10*time.Second, func() error {
+		if applied.Load() == 0 {
+			return errors.New("lock not reported applied yet")
+		}
+		return nil
+	})
 	// However often it arrives (a resend on every subscribe), the phone applies it once.
 	if applied.Load() != 1 {
 		t.Fatalf("lock applied %d times (%d repeats)", applied.Load(), repeats.Load())
