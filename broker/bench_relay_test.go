@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/devicehub/devicehub/apiclient"
 	"github.com/devicehub/devicehub/app/apptest"
+	"github.com/devicehub/devicehub/config"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/devices/client"
 )
@@ -42,6 +44,9 @@ func BenchmarkRelayVsBareMochi(b *testing.B) {
 // down), and latency is measured at that rate rather than in a queue of saturation.
 //
 //	go test ./broker -run '^$' -bench RelayVsBareMochiPaced -benchtime 1x
+//
+// BENCH_STORE_SYNCHRONOUS=NORMAL runs the hub with store.synchronous=NORMAL (no fsync per
+// commit; survives a process crash, not a power loss).
 func BenchmarkRelayVsBareMochiPaced(b *testing.B) {
 	for _, rate := range []int{5000, 10000, 20000} {
 		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
@@ -244,7 +249,12 @@ func runBare(b *testing.B, perPublisher int, rate float64) loadResult {
 
 func runHub(b *testing.B, perPublisher int, rate float64) loadResult {
 	b.Helper()
-	h := apptest.Start(b, nil)
+	h := apptest.Start(b, func(c *config.Config) {
+		// The durability choice (docs/security.md) is the biggest single factor in latency.
+		if v := os.Getenv("BENCH_STORE_SYNCHRONOUS"); v != "" {
+			c.Store.Synchronous = v
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	api := apiclient.New(h.URL())
