@@ -1,10 +1,10 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/devicehub/devicehub/devices"
@@ -292,9 +292,10 @@ func (h *Hub) deviceSettingsOnConnect(ctx context.Context, id devices.Identity) 
 	h.sendCommand(ctx, id.DeviceID, devices.CmdSettings, devices.SettingsArgs{Desired: delta, Version: d.Version})
 }
 
-// settingsDelta returns the top-level desired keys whose values differ from reported.
+// settingsDelta returns the merge patch that brings a device from what it reported to what is
+// desired.
 func settingsDelta(desired, reported json.RawMessage) (json.RawMessage, error) {
-	var d, r map[string]json.RawMessage
+	var d, r map[string]any
 	if err := json.Unmarshal(desired, &d); err != nil {
 		return nil, err
 	}
@@ -303,26 +304,33 @@ func settingsDelta(desired, reported json.RawMessage) (json.RawMessage, error) {
 			return nil, err
 		}
 	}
-	out := map[string]json.RawMessage{}
-	for k, v := range d {
-		if !jsonEqual(v, r[k]) {
-			out[k] = v
-		}
-	}
-	return json.Marshal(out)
+	return json.Marshal(mergeDiff(r, d))
 }
 
-func jsonEqual(a, b json.RawMessage) bool {
-	if len(b) == 0 {
-		return false
+// mergeDiff is the JSON merge patch (RFC 7386) that turns from into to: changed values,
+// nested objects as their own diffs, and null for every key to no longer has, so a device
+// that missed the removal of a setting (a patch with null) forgets it too.
+func mergeDiff(from, to map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, tv := range to {
+		fv, ok := from[k]
+		tm, tIsObj := tv.(map[string]any)
+		fm, fIsObj := fv.(map[string]any)
+		switch {
+		case ok && tIsObj && fIsObj:
+			if sub := mergeDiff(fm, tm); len(sub) > 0 {
+				out[k] = sub
+			}
+		case !ok || !reflect.DeepEqual(fv, tv):
+			out[k] = tv
+		}
 	}
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return bytes.Equal(a, b)
+	for k := range from {
+		if _, ok := to[k]; !ok {
+			out[k] = nil
+		}
 	}
-	xa, _ := json.Marshal(x) // maps marshal with sorted keys: a canonical form
-	ya, _ := json.Marshal(y)
-	return bytes.Equal(xa, ya)
+	return out
 }
 
 // handleSettingsRequest runs settings_get, settings_set and settings_report.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -339,4 +340,51 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestSettingsDeltaIsAMergePatch: a device that was away while the owner changed one nested
+// value and removed a setting gets exactly that on subscribe: the nested change alone, and
+// null for the removed key, so applying the patch leaves it with what the owner wants.
+func TestSettingsDeltaIsAMergePatch(t *testing.T) {
+	w := newSettingsWorld(t)
+	ctx := context.Background()
+	acc := w.signUp(t, "kim@example.com")
+	band := w.bindGadget(t, gadget(t, w.h), acc)
+	first := `{"alarm":"07:00","display":{"steps":true,"clock":"24h"},"units":"metric"}`
+	if _, err := w.h.SetSettings(ctx, acc, band.DeviceID, json.RawMessage(first), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.h.ReportSettings(ctx, band, json.RawMessage(first), 1); err != nil {
+		t.Fatal(err)
+	}
+	// Offline: the owner switches the clock to 12h and removes the alarm.
+	if _, err := w.h.SetSettings(ctx, acc, band.DeviceID, json.RawMessage(`{"display":{"clock":"12h"},"alarm":null}`), 1); err != nil {
+		t.Fatal(err)
+	}
+	w.online(band)
+	w.h.SettingsOnConnect(ctx, band)
+	got := w.rec.settings(t)[band.DeviceID]
+	if len(got) != 1 {
+		t.Fatalf("on subscribe: %+v", got)
+	}
+	var delta map[string]any
+	if err := json.Unmarshal(got[0].Desired, &delta); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"alarm": nil, "display": map[string]any{"clock": "12h"}}
+	if !reflect.DeepEqual(delta, want) {
+		t.Fatalf("delta %s, want {\"alarm\":null,\"display\":{\"clock\":\"12h\"}}", got[0].Desired)
+	}
+	// Applied to what the band had, it gives the owner's settings.
+	after, err := devices.MergePatch(json.RawMessage(first), got[0].Desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.h.GetSettings(ctx, acc, band.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(desiredOf(t, after), desiredOf(t, res.Desired)) {
+		t.Fatalf("band would have %s, owner wants %s", after, res.Desired)
+	}
 }
