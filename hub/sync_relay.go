@@ -21,6 +21,9 @@ type SyncOptions struct {
 	Window int
 	// PruneInterval is how often retention runs (0: 1 minute).
 	PruneInterval time.Duration
+	// RetryBase is the first wait of a relay after a failed read or send (0: 200 ms); it
+	// doubles with each further failure up to 32 times RetryBase.
+	RetryBase time.Duration
 }
 
 // syncState is the hub's in-memory side of pairing and sync: the relays of the online
@@ -46,6 +49,9 @@ func newSyncState(store SyncStore, opts SyncOptions) *syncState {
 	}
 	if opts.PruneInterval <= 0 {
 		opts.PruneInterval = time.Minute
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = 200 * time.Millisecond
 	}
 	return &syncState{store: store, opts: opts, byAccount: map[string]map[*SyncSession]struct{}{},
 		byController: map[string]*SyncSession{}, paired: map[string]bool{}}
@@ -174,12 +180,36 @@ func (s *SyncSession) run() {
 		case <-ctx.Done():
 		}
 	}()
-	sent, err := s.h.sync.store.SyncCursor(ctx, s.id.DeviceID)
-	if err != nil {
-		log.Error("sync relay: read cursor", "error", err)
-		return
-	}
+	// A relay never gives up while its controller is connected: the transport closes the
+	// session when the controller goes, so every error here (the store failing for a while,
+	// a publish refused) is waited out with a capped back-off, and the entries wait in the
+	// sync log meanwhile.
 	failures := 0
+	retry := func(what string, err error) bool {
+		failures++
+		wait := s.h.sync.opts.RetryBase << min(failures-1, 5)
+		log.Warn("sync relay: "+what, "error", err, "failures", failures, "retry_in", wait)
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-s.stop:
+			return false
+		}
+	}
+	var sent int64
+	for {
+		c, err := s.h.sync.store.SyncCursor(ctx, s.id.DeviceID)
+		if err == nil {
+			sent = c
+			break
+		}
+		if ctx.Err() != nil || !retry("read cursor", err) {
+			return
+		}
+	}
+	failures = 0
 	for {
 		s.mu.Lock()
 		room := s.window - s.inflight
@@ -188,26 +218,18 @@ func (s *SyncSession) run() {
 		// stream costs one query per many entries rather than one per PUBACK.
 		if room > 0 && (room >= s.window/2 || room == s.window) {
 			n, next, err := s.fill(ctx, sent, room)
+			// What was sent before an error is in flight: go on after it.
+			sent = next
 			switch {
 			case err != nil && ctx.Err() != nil:
 				return
 			case err != nil:
-				failures++
-				log.Warn("sync relay: deliver", "error", err, "failures", failures)
-				if failures >= 5 {
-					// The transport is gone or the store is failing: the controller gets
-					// everything from its durable cursor when it reconnects.
-					return
-				}
-				select {
-				case <-time.After(time.Duration(failures) * 200 * time.Millisecond):
-				case <-s.stop:
+				if !retry("deliver", err) {
 					return
 				}
 				continue
 			}
 			failures = 0
-			sent = next
 			if n == room {
 				continue // more may be waiting; the window decides
 			}

@@ -1,0 +1,102 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/devicehub/devicehub/app/apptest"
+	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/hub"
+	"github.com/devicehub/devicehub/notify"
+	"github.com/devicehub/devicehub/store/sqlite"
+)
+
+// relayHub is a hub on a real SQLite file with a fast relay back-off, one account with a
+// phone and a band paired with it.
+func relayHub(t *testing.T) (*hub.Hub, *clock, devices.Identity, devices.Identity) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devicehub.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	sl, err := db.SyncLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sl.Close)
+	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk,
+		Sync: sl, SyncOptions: hub.SyncOptions{RetryBase: time.Millisecond}})
+	accs, err := h.CreateLoadAccounts(ctx, 1, "10.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := registerPhone(t, h, accs[0].AccountID, "phone")
+	band := bindGadget(t, h, accs[0].AccountID, devices.Band)
+	if err := h.Pair(ctx, phone, band.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	return h, clk, phone, band
+}
+
+// TestRelayOutlastsFailures: a relay whose sends fail many times in a row (a transport
+// hiccup, the store failing for a while) keeps its controller: once sending works again,
+// every entry arrives, in order. The relay used to give up for good after five failures
+// while the phone stayed connected.
+func TestRelayOutlastsFailures(t *testing.T) {
+	h, clk, phone, band := relayHub(t)
+	ctx := context.Background()
+	const samples = 5
+	for seq := 1; seq <= samples; seq++ {
+		p := fmt.Appendf(nil, `{"seq":%d,"ts":%q,"count":%d}`, seq, clk.Now().Format(time.RFC3339Nano), 10*seq)
+		if err := h.IngestTelemetry(ctx, band, devices.StreamSteps, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu    sync.Mutex
+		fails = 12
+		got   []uint64
+		s     *hub.SyncSession
+	)
+	s = h.OpenSync(phone, 0, func(cursor int64, payload []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fails > 0 {
+			fails--
+			return errors.New("write: connection reset (test)")
+		}
+		var e devices.SyncEntry
+		if err := json.Unmarshal(payload, &e); err != nil {
+			return err
+		}
+		got = append(got, e.Seq)
+		go s.Delivered(cursor)
+		return nil
+	})
+	s.Start()
+	t.Cleanup(s.Close)
+	apptest.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) < samples {
+			return fmt.Errorf("phone has %v after %d failures left", got, fails)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, seq := range got[:samples] {
+		if seq != uint64(i+1) {
+			t.Fatalf("phone got seqs %v, want 1..%d in order", got, samples)
+		}
+	}
+}
