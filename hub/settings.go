@@ -217,7 +217,17 @@ func (h *Hub) ReportSettings(ctx context.Context, id devices.Identity, reported 
 	if !id.Bound() {
 		return Errorf(ENotBound, "this device is not bound to an account")
 	}
-	_, err := h.sync.store.SetReported(ctx, id.DeviceID, settingsDevice, id.AccountID, reported, version, h.clock.Now())
+	// A version the settings never had is refused, as for the profile: recorded, it would
+	// stop every later on-connect delta (the device would look ahead of what is desired).
+	// Desired versions only grow, so reading first cannot refuse an honest report.
+	cur, err := h.sync.store.Settings(ctx, id.DeviceID, settingsDevice)
+	if err != nil && ErrorCode(err) != ENotFound {
+		return err
+	}
+	if version > cur.Version {
+		return FieldError(EInvalid, "args.version", "the settings' current version is %d", cur.Version)
+	}
+	_, err = h.sync.store.SetReported(ctx, id.DeviceID, settingsDevice, id.AccountID, reported, version, h.clock.Now())
 	return err
 }
 

@@ -388,3 +388,24 @@ func TestSettingsDeltaIsAMergePatch(t *testing.T) {
 		t.Fatalf("band would have %s, owner wants %s", after, res.Desired)
 	}
 }
+
+// TestReportAheadOfDesiredRefused: a device cannot report a settings version the hub never
+// had; if it could, it would look ahead of the owner's settings and never get them again.
+func TestReportAheadOfDesiredRefused(t *testing.T) {
+	w := newSettingsWorld(t)
+	ctx := context.Background()
+	acc := w.signUp(t, "lee@example.com")
+	band := w.bindGadget(t, gadget(t, w.h), acc)
+	if _, err := w.h.SetSettings(ctx, acc, band.DeviceID, json.RawMessage(`{"alarm":"07:00"}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	err := w.h.ReportSettings(ctx, band, json.RawMessage(`{"alarm":"09:00"}`), 99)
+	if hub.ErrorCode(err) != hub.EInvalid || !strings.Contains(err.Error(), "current version is 1") {
+		t.Fatalf("report of version 99: %v, want invalid naming version 1", err)
+	}
+	w.online(band)
+	w.h.SettingsOnConnect(ctx, band)
+	if got := w.rec.settings(t)[band.DeviceID]; len(got) != 1 || got[0].Version != 1 {
+		t.Fatalf("on subscribe after the refused report: %+v, want version 1 again", got)
+	}
+}
