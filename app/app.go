@@ -49,14 +49,16 @@ type App struct {
 
 // New opens the store and every listener. A listener that cannot be opened fails here with a
 // *config.Error naming its key.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a = &App{cfg: cfg, log: log, metrics: metrics.New(), served: make(chan error, 1)}
+	a := &App{cfg: cfg, log: log, metrics: metrics.New(), served: make(chan error, 1)}
+	// a, not the named result: every failure returns a nil *App, and what was opened until
+	// then must still be closed.
 	defer func() {
 		if err != nil {
-			a.closeAll()
+			_ = a.closeAll()
 		}
 	}()
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/devicehub/devicehub/app"
 	"github.com/devicehub/devicehub/app/apptest"
 	"github.com/devicehub/devicehub/config"
 	"github.com/devicehub/devicehub/store/sqlite"
@@ -246,4 +248,37 @@ func grep(s, sub string) string {
 		}
 	}
 	return fmt.Sprint(strings.Join(out, "\n"))
+}
+
+// TestNewPortInUse: a listener address that is taken fails app.New with a *config.Error that
+// names the key and the address (New used to call closeAll on the nil *App it was returning,
+// which panicked).
+func TestNewPortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, key := range []string{"broker.tcp_addr", "broker.ws_addr", "http.addr"} {
+		t.Run(key, func(t *testing.T) {
+			cfg := apptest.Config(t.TempDir())
+			switch key {
+			case "broker.tcp_addr":
+				cfg.Broker.TCPAddr = busy.Addr().String()
+			case "broker.ws_addr":
+				cfg.Broker.WSAddr = busy.Addr().String()
+			case "http.addr":
+				cfg.HTTP.Addr = busy.Addr().String()
+			}
+			a, err := app.New(context.Background(), cfg, nil)
+			if err == nil {
+				_ = a.Shutdown(context.Background())
+				t.Fatal("hub started on a port in use")
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Key != key || ce.Value != busy.Addr().String() {
+				t.Fatalf("want a config error naming %s=%s, got %v", key, busy.Addr(), err)
+			}
+		})
+	}
 }
