@@ -25,8 +25,11 @@ type SyncLog struct {
 // Close stops: call it once per process.
 func (db *DB) SyncLog() (*SyncLog, error) {
 	// Prepared once on the single writer connection; each batch's transaction reuses it.
-	st, err := db.writer.Prepare(`INSERT INTO sync_log(account_id, device_id, stream, seq, ts, wide, data, created_at)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+	// The binding (the device's bound_at) is read in the insert itself: a repeated seq is a
+	// duplicate only within one binding, and a device bound again starts its seqs afresh.
+	st, err := db.writer.Prepare(`INSERT INTO sync_log(account_id, device_id, binding, stream, seq, ts, wide, data, created_at)
+		VALUES(?1, ?2, COALESCE((SELECT bound_at FROM devices WHERE id = ?2 AND account_id = ?1), 0), ?3, ?4, ?5, ?6, ?7, ?8)
+		ON CONFLICT DO NOTHING`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare sync insert: %w", err)
 	}
