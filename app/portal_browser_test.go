@@ -14,6 +14,7 @@ import (
 	"time"
 
 	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -189,6 +190,36 @@ func (b *portalBrowser) shot(name string) {
 	}
 }
 
+// cookie returns the value of the hub's cookie name in the browser ("" when there is none);
+// the DevTools protocol sees HttpOnly cookies too.
+func (b *portalBrowser) cookie(name string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{b.base}})
+	if err != nil {
+		b.t.Fatalf("cookies: %v", err)
+	}
+	for _, c := range res.Cookies {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// setCookie puts a cookie for the hub into the browser, as the hub would set it.
+func (b *portalBrowser) setCookie(name, value string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	httpOnly := true
+	if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{Name: name, Value: value, URL: b.base + "/",
+		Path: "/", HTTPOnly: &httpOnly, SameSite: network.CookieSameSiteLax}); err != nil {
+		b.t.Fatalf("set cookie %s: %v", name, err)
+	}
+}
+
 func (b *portalBrowser) fill(sel, value string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), value))
 }
@@ -199,7 +230,8 @@ var linkRE = regexp.MustCompile(`/api/v1/accounts/confirm\?token=([A-Za-z0-9_-]+
 // the challenge), confirm with the code from the outbox, sign in, bind a band by its code,
 // rename it, see its telemetry charted after it syncs, lock a phone and see the command
 // acknowledged, see sessions and the audit log, try another account's device URL (404),
-// confirm another account by the emailed link, and sign out.
+// confirm another account by the emailed link, reset the password from the forgot page (the
+// old session ends), sign in with the new one, and sign out.
 func TestPortalInBrowser(t *testing.T) {
 	h := apptest.Start(t, nil)
 	b := newPortalBrowser(t, h.URL())
@@ -437,6 +469,47 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 	if _, err := api.Login(ctx, carol, "carol-password-99"); err != nil {
 		t.Fatalf("carol signs in after confirming by link: %v", err)
+	}
+
+	// Forgot password, from the page: reset with the code from the outbox, then sign in with
+	// the new password. The session this browser had before the reset is over: putting its
+	// cookie back does not sign the browser in.
+	const newPassword = "anna-walks-even-longer-7"
+	oldSession := b.cookie("dh_session")
+	if oldSession == "" {
+		t.Fatal("no session cookie before the reset")
+	}
+	b.step("forgot", 200, chromedp.Navigate(h.URL()+"/forgot"))
+	b.do(b.fill("#identifier", who))
+	b.shot("forgot")
+	b.step("forgot-submit", 200, chromedp.Click(chromedp.CSS("#forgot-submit")))
+	if loc := b.location(); !strings.HasPrefix(loc, "/reset") || !strings.Contains(b.text(".notice"), "reset code") {
+		t.Fatalf("after asking for a reset code: at %s, notice %q", loc, b.text(".notice"))
+	}
+	resetCode, err := api.LatestCode(ctx, who, "reset")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do(b.fill("#code", resetCode), b.fill("#password", newPassword), b.fill("#password2", newPassword))
+	b.shot("reset")
+	b.step("reset-submit", 200, chromedp.Click(chromedp.CSS("#reset-submit")))
+	if loc := b.location(); !strings.HasPrefix(loc, "/login") || !strings.Contains(b.text(".notice"), "password was changed") {
+		t.Fatalf("after the reset: at %s, notice %q", loc, b.text(".notice"))
+	}
+	if b.cookie("dh_session") != "" {
+		t.Fatal("the reset left a session cookie in the browser")
+	}
+	b.setCookie("dh_session", oldSession)
+	b.step("devices-old-session", 200, chromedp.Navigate(h.URL()+"/devices"))
+	if loc := b.location(); !strings.HasPrefix(loc, "/login") {
+		t.Fatalf("the session from before the reset still works: at %s", loc)
+	}
+	b.do(b.fill("#identifier", who), b.fill("#password", password))
+	b.step("login-old-password", 401, chromedp.Click(chromedp.CSS("#login-submit")))
+	b.do(b.fill("#password", newPassword))
+	b.step("login-new-password", 200, chromedp.Click(chromedp.CSS("#login-submit")))
+	if loc := b.location(); loc != "/devices" {
+		t.Fatalf("after signing in with the new password: at %s", loc)
 	}
 
 	// Sign out: the session ends, and the pages need signing in again.
