@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -158,10 +159,10 @@ func keyList() []key {
 		{"log.format", "text", false, "text or json"},
 		{"admin.token", "", true, "bearer token for the admin-only HTTP endpoints (empty turns them off)"},
 		{"notify.driver", "outbox", false, "how codes are delivered: outbox (kept for development), smtp or webhook"},
-		{"notify.webhook_url", "", false, "SMS/email gateway URL for the webhook driver (JSON POST)"},
-		{"notify.public_url", "http://127.0.0.1:8080", false, "the hub's address as people reach it, for links in emails"},
+		{"notify.webhook_url", "", false, "SMS/email gateway URL for the webhook driver (JSON POST), absolute http(s); shown with its user info, path and query values hidden, which may carry an API key"},
+		{"notify.public_url", "http://127.0.0.1:8080", false, "the hub's address as people reach it, for links in emails: absolute http(s) URL without query"},
 		{"notify.smtp.host", "", false, "SMTP server host for the smtp driver"},
-		{"notify.smtp.port", 587, false, "SMTP server port"},
+		{"notify.smtp.port", 587, false, "SMTP server port (1-65535)"},
 		{"notify.smtp.username", "", false, "SMTP user name"},
 		{"notify.smtp.password", "", true, "SMTP password"},
 		{"notify.smtp.from", "", false, "sender address of emails"},
@@ -436,6 +437,18 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return &Error{Key: "log.format", Value: c.Log.Format, Reason: "must be text or json"}
 	}
+	// Checked whatever the driver, so a value set for later is not found wrong only then.
+	if c.Notify.WebhookURL != "" {
+		if reason := checkHTTPURL(c.Notify.WebhookURL, true); reason != "" {
+			return &Error{Key: "notify.webhook_url", Value: RedactURL(c.Notify.WebhookURL), Reason: reason}
+		}
+	}
+	if reason := checkHTTPURL(c.Notify.PublicURL, false); reason != "" {
+		return &Error{Key: "notify.public_url", Value: c.Notify.PublicURL, Reason: reason}
+	}
+	if c.Notify.SMTP.Port < 1 || c.Notify.SMTP.Port > 65535 {
+		return &Error{Key: "notify.smtp.port", Value: strconv.Itoa(c.Notify.SMTP.Port), Reason: "must be between 1 and 65535"}
+	}
 	switch c.Notify.Driver {
 	case "outbox":
 	case "webhook":
@@ -488,6 +501,89 @@ func checkAddr(s string) error {
 	return nil
 }
 
+// checkHTTPURL returns why s is not an absolute http or https URL with a host ("" when it
+// is). withQuery allows a query (a gateway URL may carry its key there); the public URL is a
+// base that paths are appended to, so it may have neither query nor fragment.
+func checkHTTPURL(s string, withQuery bool) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "not a URL"
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "must be an absolute http:// or https:// URL"
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return "must name a host"
+	}
+	if u.Port() != "" {
+		if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+			return "port must be a number from 1 to 65535"
+		}
+	}
+	if !withQuery && (u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.Contains(s, "#")) {
+		return "must not have a query or fragment"
+	}
+	return ""
+}
+
+// RedactURL hides what in a URL may be a credential: the password of its user info (or the
+// whole user info when it has no password: https://KEY@host is a common API-key form), the
+// path (gateways such as chat webhooks put their token there) and the value of every query
+// parameter. Scheme, user name, host and parameter names stay, to tell what was set. Of text
+// that does not parse as an absolute URL, what comes before an '@' and after the first '/',
+// '?' or '#' is hidden.
+func RedactURL(s string) string {
+	const hidden = "[redacted]"
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" || (u.Scheme == "" && u.Host == "") {
+		scheme, rest, ok := strings.Cut(s, "://")
+		if !ok {
+			scheme, rest = "", s
+		} else {
+			scheme += "://"
+		}
+		if j := strings.LastIndex(rest, "@"); j >= 0 {
+			scheme, rest = scheme+hidden+"@", rest[j+1:]
+		}
+		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+			rest = rest[:i+1] + hidden
+		}
+		return scheme + rest
+	}
+	var b strings.Builder
+	b.WriteString(u.Scheme + "://")
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			b.WriteString(u.User.Username() + ":" + hidden + "@")
+		} else {
+			b.WriteString(hidden + "@")
+		}
+	}
+	b.WriteString(u.Host)
+	if u.Path != "" && u.Path != "/" {
+		b.WriteString("/" + hidden)
+	} else {
+		b.WriteString(u.Path)
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		b.WriteByte('?')
+		for i, part := range strings.Split(u.RawQuery, "&") {
+			if i > 0 {
+				b.WriteByte('&')
+			}
+			name, _, hasValue := strings.Cut(part, "=")
+			b.WriteString(name)
+			if hasValue {
+				b.WriteString("=" + hidden)
+			}
+		}
+	}
+	if u.Fragment != "" {
+		b.WriteString("#" + hidden)
+	}
+	return b.String()
+}
+
 // isLoopback reports whether a listener address binds only the loopback interface.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
@@ -519,7 +615,7 @@ func (c *Config) Redacted() [][2]string {
 		"log.format":                     c.Log.Format,
 		"admin.token":                    c.Admin.Token,
 		"notify.driver":                  c.Notify.Driver,
-		"notify.webhook_url":             c.Notify.WebhookURL,
+		"notify.webhook_url":             RedactURL(c.Notify.WebhookURL),
 		"notify.public_url":              c.Notify.PublicURL,
 		"notify.smtp.host":               c.Notify.SMTP.Host,
 		"notify.smtp.port":               strconv.Itoa(c.Notify.SMTP.Port),

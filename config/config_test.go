@@ -114,6 +114,19 @@ func TestBadValues(t *testing.T) {
 		{name: "bad synchronous", env: []string{"DEVICEHUB_STORE_SYNCHRONOUS=OFF"}, wantKey: "store.synchronous", wantVal: "OFF"},
 		{name: "port in use", args: []string{"--http-addr", busy.Addr().String()}, check: true, wantKey: "http.addr", wantVal: busy.Addr().String()},
 		{name: "missing file", file: "\x00missing", wantKey: "config"},
+		{name: "webhook url not a url", env: []string{"DEVICEHUB_NOTIFY_WEBHOOK_URL=://nope"}, wantKey: "notify.webhook_url", wantVal: "://nope"},
+		{name: "webhook url relative", args: []string{"--notify-webhook-url", "/sms"}, wantKey: "notify.webhook_url", wantVal: "/[redacted]"},
+		{name: "webhook url not http", args: []string{"--notify-webhook-url", "ftp://gw.example/sms"}, wantKey: "notify.webhook_url", wantVal: "ftp://gw.example/[redacted]"},
+		{name: "webhook url without host", args: []string{"--notify-driver", "webhook", "--notify-webhook-url", "https:///sms"}, wantKey: "notify.webhook_url", wantVal: "https:///[redacted]"},
+		{name: "webhook url bad port", args: []string{"--notify-webhook-url", "https://gw.example:70000/sms"}, wantKey: "notify.webhook_url", wantVal: "https://gw.example:70000/[redacted]"},
+		{name: "webhook url required", args: []string{"--notify-driver", "webhook"}, wantKey: "notify.webhook_url"},
+		{name: "public url no scheme", env: []string{"DEVICEHUB_NOTIFY_PUBLIC_URL=hub.example.com"}, wantKey: "notify.public_url", wantVal: "hub.example.com"},
+		{name: "public url javascript", file: "notify:\n  public_url: javascript:alert(1)\n", wantKey: "notify.public_url", wantVal: "javascript:alert(1)"},
+		{name: "public url with query", args: []string{"--notify-public-url", "https://hub.example/?x=1"}, wantKey: "notify.public_url", wantVal: "https://hub.example/?x=1"},
+		{name: "smtp port zero", args: []string{"--notify-smtp-port", "0"}, wantKey: "notify.smtp.port", wantVal: "0"},
+		{name: "smtp port too big", env: []string{"DEVICEHUB_NOTIFY_SMTP_PORT=65536"}, wantKey: "notify.smtp.port", wantVal: "65536"},
+		{name: "smtp port negative", env: []string{"DEVICEHUB_NOTIFY_SMTP_PORT=-25"}, wantKey: "notify.smtp.port", wantVal: "-25"},
+		{name: "smtp port not a number", env: []string{"DEVICEHUB_NOTIFY_SMTP_PORT=smtp"}, wantKey: "notify.smtp.port", wantVal: "smtp"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,15 +147,16 @@ func TestBadValues(t *testing.T) {
 			if ce.Key != tc.wantKey || (tc.wantVal != "" && ce.Value != tc.wantVal) {
 				t.Fatalf("error names %s=%q, want %s=%q (%v)", ce.Key, ce.Value, tc.wantKey, tc.wantVal, err)
 			}
-			if !strings.Contains(err.Error(), tc.wantKey) {
-				t.Errorf("message %q does not name the key", err.Error())
+			if !strings.Contains(err.Error(), tc.wantKey) || !strings.Contains(err.Error(), ce.Value) {
+				t.Errorf("message %q does not name the key and the value", err.Error())
 			}
 		})
 	}
 }
 
 func TestRedactsSecrets(t *testing.T) {
-	c, err := Load("", nil, []string{"DEVICEHUB_ADMIN_TOKEN=s3cret-token"})
+	c, err := Load("", nil, []string{"DEVICEHUB_ADMIN_TOKEN=s3cret-token", "DEVICEHUB_NOTIFY_SMTP_PASSWORD=s3cret-pw",
+		"DEVICEHUB_NOTIFY_WEBHOOK_URL=https://gw.example/sms?key=s3cret-key"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,8 +164,58 @@ func TestRedactsSecrets(t *testing.T) {
 		if strings.Contains(kv[1], "s3cret") {
 			t.Fatalf("%s shows the secret", kv[0])
 		}
-		if kv[0] == "admin.token" && kv[1] != "[redacted]" {
-			t.Fatalf("admin.token = %q", kv[1])
+		if (kv[0] == "admin.token" || kv[0] == "notify.smtp.password") && kv[1] != "[redacted]" {
+			t.Fatalf("%s = %q", kv[0], kv[1])
+		}
+	}
+}
+
+// TestGoodURLsAndPorts: the values the validation must keep accepting.
+func TestGoodURLsAndPorts(t *testing.T) {
+	for _, args := range [][]string{
+		{"--notify-driver", "webhook", "--notify-webhook-url", "https://gw.example/sms?key=abc"},
+		{"--notify-webhook-url", "http://127.0.0.1:9000/hook"},
+		{"--notify-public-url", "https://hub.example.com/"},
+		{"--notify-public-url", "http://[::1]:8080"},
+		{"--notify-smtp-port", "1"},
+		{"--notify-smtp-port", "65535"},
+	} {
+		if _, err := Load("", flags(t, args...), nil); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
+
+// TestWebhookURLSecretNotShown: the webhook URL may carry an API key in its user info, path
+// or query; neither config print (Redacted) nor a validation error shows it.
+func TestWebhookURLSecretNotShown(t *testing.T) {
+	cases := []struct{ url, want string }{
+		{"https://gw.example/sms?api_key=K3Y&to=x", "https://gw.example/[redacted]?api_key=[redacted]&to=[redacted]"},
+		{"https://user:K3Y@gw.example", "https://user:[redacted]@gw.example"},
+		{"https://K3Y@gw.example/", "https://[redacted]@gw.example/"},
+		{"https://hooks.example/services/T0/B0/K3Y", "https://hooks.example/[redacted]"},
+		{"https://gw.example", "https://gw.example"},
+	}
+	for _, tc := range cases {
+		c, err := Load("", nil, []string{"DEVICEHUB_NOTIFY_WEBHOOK_URL=" + tc.url})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.url, err)
+		}
+		for _, kv := range c.Redacted() {
+			if kv[0] == "notify.webhook_url" && kv[1] != tc.want {
+				t.Errorf("notify.webhook_url shown as %q, want %q", kv[1], tc.want)
+			}
+		}
+	}
+	// A bad value is named in the error, with the secret parts hidden.
+	for _, bad := range []string{"ftp://user:K3Y@gw.example/sms?key=K3Y", "gw.example/K3Y?key=K3Y", "https://gw.example:99999/K3Y", "https://user:K3Y@gw.exa mple"} {
+		_, err := Load("", nil, []string{"DEVICEHUB_NOTIFY_WEBHOOK_URL=" + bad})
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Key != "notify.webhook_url" {
+			t.Fatalf("%s: want an error naming notify.webhook_url, got %v", bad, err)
+		}
+		if strings.Contains(err.Error(), "K3Y") || !strings.Contains(err.Error(), "gw.exa") {
+			t.Errorf("error %q shows the secret or not the value", err.Error())
 		}
 	}
 }
