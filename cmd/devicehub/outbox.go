@@ -1,12 +1,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/devicehub/devicehub/config"
 	"github.com/devicehub/devicehub/hub"
 	"github.com/devicehub/devicehub/store/sqlite"
 )
@@ -26,9 +30,14 @@ func (c *cli) outboxCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// sqlite.Open creates a missing database (the hub wants that at its first start);
+			// here it would only hide a wrong directory or store.path behind an empty list.
+			if err := existingDatabase(cfg.Store.Path); err != nil {
+				return err
+			}
 			db, err := sqlite.Open(cmd.Context(), cfg.Store.Path, sqlite.Options{Synchronous: cfg.Store.Synchronous, BusyTimeout: cfg.Store.BusyTimeout})
 			if err != nil {
-				return err
+				return &config.Error{Key: "store.path", Value: cfg.Store.Path, Reason: "cannot open the database", Err: err}
 			}
 			defer db.Close()
 			if to != "" {
@@ -52,4 +61,20 @@ func (c *cli) outboxCmd() *cobra.Command {
 	list.Flags().IntVar(&limit, "limit", 20, "how many messages")
 	cmd.AddCommand(list)
 	return cmd
+}
+
+// existingDatabase fails with a *config.Error (exit status 2) unless path is a file that
+// exists: a tool that only reads the store must not create one.
+func existingDatabase(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		wd, _ := os.Getwd()
+		return &config.Error{Key: "store.path", Value: path, Reason: "no database there (relative to " + wd + "); run from the hub's directory or set store.path to its database"}
+	case err != nil:
+		return &config.Error{Key: "store.path", Value: path, Reason: "cannot read the database", Err: err}
+	case !fi.Mode().IsRegular():
+		return &config.Error{Key: "store.path", Value: path, Reason: "not a database file"}
+	}
+	return nil
 }
