@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -13,40 +14,76 @@ import (
 
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/devices/client"
+	"github.com/devicehub/devicehub/devices/phonesim"
 )
 
 // device is one simulated device of the story: its credentials, its current connection,
 // and the commands read from it while waiting for another one.
+//
+// A phone is a devices.PhoneModel run by devices/phonesim: the runner reads the connection's
+// commands, applies them to the model and acknowledges them (settings and profile included,
+// with their reports), as the phone app would; the story only watches what it handled. A
+// gadget's commands are read by the story itself.
 type device struct {
 	id      string
 	typ     devices.Type
 	factory string // factory secret (gadgets)
 	secret  string // binding secret; "" while unbound
 	conn    *client.Client
-	seen    []devices.Command
+	seen    []handled
 	seq     map[string]uint64 // last telemetry seq per stream
-	// settings is what the device applied from "settings" commands: its own settings and
-	// the account profile. It outlives connections, as firmware keeps it in flash.
+	log     *slog.Logger
+	// settings is what a gadget applied from "settings" commands: its own settings and the
+	// account profile. It outlives connections, as firmware keeps it in flash.
 	settings *devices.SettingsModel
+	// phone is a phone's state (lost mode, settings, data); it outlives connections like
+	// the app's storage. runner drives it while connected and reports to handled.
+	phone   *devices.PhoneModel
+	runner  *phonesim.Runner
+	handled *handledQueue
 }
 
-func newDevice(id string, typ devices.Type) *device {
-	return &device{id: id, typ: typ, seq: map[string]uint64{}, settings: devices.NewSettingsModel()}
+// handled is a command and what the device made of it (the zero outcome for a gadget, whose
+// commands the story handles itself).
+type handled struct {
+	cmd devices.Command
+	out devices.CommandOutcome
+}
+
+func newDevice(id string, typ devices.Type, log *slog.Logger) *device {
+	d := &device{id: id, typ: typ, seq: map[string]uint64{}, log: log.With("device", id)}
+	if devices.IsController(typ) {
+		d.phone = devices.NewPhoneModel()
+	} else {
+		d.settings = devices.NewSettingsModel()
+	}
+	return d
 }
 
 // connect (re)connects the device with secret. clean=false keeps the broker session, so
-// commands sent while the device was offline arrive when it comes back.
+// commands sent while the device was offline arrive when it comes back. A phone's runner
+// starts on the new connection with the phone's model.
 func (d *device) connect(ctx context.Context, t Target, secret string, clean bool) error {
 	d.disconnect()
-	c, err := client.Connect(ctx, client.Options{Broker: t.MQTT, DeviceID: d.id, Secret: secret, CleanSession: clean})
+	c, err := client.Connect(ctx, client.Options{Broker: t.MQTT, DeviceID: d.id, Secret: secret, CleanSession: clean, Logger: d.log})
 	if err != nil {
 		return err
 	}
 	d.conn, d.seen = c, nil
+	if d.phone != nil {
+		q := newHandledQueue()
+		d.handled = q
+		d.runner = phonesim.Start(phonesim.Options{Client: c, Phone: d.phone, Logger: d.log,
+			OnCommand: func(cmd devices.Command, out devices.CommandOutcome) { q.push(handled{cmd, out}) }})
+	}
 	return nil
 }
 
 func (d *device) disconnect() {
+	if d.runner != nil {
+		d.runner.Close()
+		d.runner = nil
+	}
 	if d.conn != nil {
 		d.conn.Close()
 		d.conn = nil
@@ -64,48 +101,113 @@ func (d *device) request(ctx context.Context, op string, args any) (json.RawMess
 // waitCommand returns the first command of type typ (and matching match, when set), keeping
 // the others it reads for later calls.
 func (d *device) waitCommand(ctx context.Context, typ string, match func(devices.Command) bool) (devices.Command, error) {
-	ok := func(c devices.Command) bool { return c.Type == typ && (match == nil || match(c)) }
-	for i, c := range d.seen {
-		if ok(c) {
+	h, err := d.waitHandled(ctx, typ, match)
+	return h.cmd, err
+}
+
+// waitHandled is waitCommand with the outcome: for a phone, the command has been applied and
+// (when it asks for one) acknowledged by the time it is returned.
+func (d *device) waitHandled(ctx context.Context, typ string, match func(devices.Command) bool) (handled, error) {
+	ok := func(h handled) bool { return h.cmd.Type == typ && (match == nil || match(h.cmd)) }
+	for i, h := range d.seen {
+		if ok(h) {
 			d.seen = append(d.seen[:i], d.seen[i+1:]...)
-			return c, nil
+			return h, nil
 		}
 	}
 	if d.conn == nil {
-		return devices.Command{}, fmt.Errorf("%s: waiting for %q while offline", d.id, typ)
+		return handled{}, fmt.Errorf("%s: waiting for %q while offline", d.id, typ)
 	}
 	for {
-		select {
-		case c, open := <-d.conn.Commands():
-			if !open {
-				return devices.Command{}, fmt.Errorf("%s: connection closed while waiting for %q", d.id, typ)
-			}
-			if ok(c) {
-				return c, nil
-			}
-			d.seen = append(d.seen, c)
-		case <-ctx.Done():
-			return devices.Command{}, fmt.Errorf("%s: no %q command: %w", d.id, typ, ctx.Err())
+		h, err := d.next(ctx)
+		if err != nil {
+			return handled{}, fmt.Errorf("%s: no %q command: %w", d.id, typ, err)
 		}
+		if ok(h) {
+			return h, nil
+		}
+		d.seen = append(d.seen, h)
 	}
 }
 
-// applySettings waits for the "settings" command for doc at version (or later), applies it
-// as the device would, acknowledges it and reports what the device holds now.
+// next is the next command the device received: from the phone's runner, or from a gadget's
+// connection.
+func (d *device) next(ctx context.Context) (handled, error) {
+	if d.handled != nil {
+		return d.handled.pop(ctx)
+	}
+	select {
+	case c, open := <-d.conn.Commands():
+		if !open {
+			return handled{}, errors.New("connection closed")
+		}
+		return handled{cmd: c}, nil
+	case <-ctx.Done():
+		return handled{}, ctx.Err()
+	}
+}
+
+// applySettings waits for the "settings" command for doc at version (or later), applied,
+// acknowledged and reported as the device does (a phone's runner does it with its
+// PhoneModel; a gadget with its SettingsModel here), and returns its args.
 func (d *device) applySettings(ctx context.Context, doc string, version int64) (devices.SettingsArgs, error) {
 	var args devices.SettingsArgs
-	cmd, err := d.waitCommand(ctx, devices.CmdSettings, func(c devices.Command) bool {
+	h, err := d.waitHandled(ctx, devices.CmdSettings, func(c devices.Command) bool {
 		var a devices.SettingsArgs
 		return json.Unmarshal(c.Args, &a) == nil && a.Doc == doc && a.Version >= version
 	})
 	if err != nil {
 		return args, err
 	}
-	_ = json.Unmarshal(cmd.Args, &args)
-	if err := d.conn.ApplySettings(ctx, d.settings, cmd); err != nil {
+	_ = json.Unmarshal(h.cmd.Args, &args)
+	if d.phone != nil {
+		if h.out.Status != devices.AckAcknowledged || h.out.Report == nil {
+			return args, fmt.Errorf("%s: the phone did not apply settings %s: %s %s", d.id, h.cmd.ID, h.out.Status, h.out.Detail)
+		}
+		return args, nil
+	}
+	if err := d.conn.ApplySettings(ctx, d.settings, h.cmd); err != nil {
 		return args, fmt.Errorf("%s: %w", d.id, err)
 	}
 	return args, nil
+}
+
+// handledQueue is the commands a phone's runner handled, in order. push never blocks the
+// runner (it must go on acknowledging while the story does something else).
+type handledQueue struct {
+	mu     sync.Mutex
+	items  []handled
+	notify chan struct{}
+}
+
+func newHandledQueue() *handledQueue { return &handledQueue{notify: make(chan struct{}, 1)} }
+
+func (q *handledQueue) push(h handled) {
+	q.mu.Lock()
+	q.items = append(q.items, h)
+	q.mu.Unlock()
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (q *handledQueue) pop(ctx context.Context) (handled, error) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			h := q.items[0]
+			q.items = q.items[1:]
+			q.mu.Unlock()
+			return h, nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.notify:
+		case <-ctx.Done():
+			return handled{}, ctx.Err()
+		}
+	}
 }
 
 // bindCode asks the hub for the code the gadget shows.
@@ -235,36 +337,4 @@ func sortedByCursor(es []devices.SyncEntry) []devices.SyncEntry {
 	out := slices.Clone(es)
 	slices.SortStableFunc(out, func(a, b devices.SyncEntry) int { return cmp.Compare(a.Cursor, b.Cursor) })
 	return out
-}
-
-// handset is the phone's own behaviour in lost mode (docs/protocol.md): while locked it only
-// calls the number the owner left on the lock screen, and emergency numbers.
-type handset struct {
-	locked  bool
-	contact string
-}
-
-var errCallRefused = errors.New("call refused: the phone is locked")
-
-// call places a call, or refuses it in lost mode.
-func (h *handset) call(number string) error {
-	n := normalizeNumber(number)
-	if n == "112" || n == "911" {
-		return nil // emergency calls always go through
-	}
-	if h.locked && n != normalizeNumber(h.contact) {
-		return fmt.Errorf("%w (only %s can be called)", errCallRefused, h.contact)
-	}
-	return nil
-}
-
-// normalizeNumber keeps + and digits, so "+1 (415) 555-0123" and "+14155550123" match.
-func normalizeNumber(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if r == '+' || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

@@ -1,5 +1,8 @@
 // Package simulator drives simulated people, phones, bands and scales against a devicehub hub
 // over real MQTT (the devices/client library, on paho) and the real HTTP API (apiclient).
+// Every simulated phone is a devices.PhoneModel run by devices/phonesim, which applies and
+// acknowledges the hub's commands as the phone app does, so what the story checks about a
+// phone (lost mode, calls, signing out) is the device-side code itself.
 //
 // RunScenario plays one story, step by step, from registration to selling a band (see
 // StepNames); a step whose hub feature has not landed yet reports "not implemented" instead of

@@ -110,7 +110,7 @@ func steps() []step {
 		{StepSettingsSync, []string{StepBindBand}, (*story).settingsSync},
 		{StepLostModeLock, []string{StepBindPhone}, (*story).lostModeLock},
 		{StepLostModeCallRestriction, []string{StepLostModeLock}, (*story).lostModeCallRestriction},
-		{StepUnbindRequiresPassword, []string{StepBindPhone}, (*story).unbindRequiresPassword},
+		{StepUnbindRequiresPassword, []string{StepLostModeLock, StepBindScale}, (*story).unbindRequiresPassword},
 		{StepUnlockByOwner, []string{StepLostModeLock}, (*story).unlockByOwner},
 		{StepUnbindAndNewOwner, []string{StepTelemetryRelay, StepActivationLock}, (*story).unbindAndNewOwner},
 	}
@@ -202,6 +202,15 @@ func notImplemented(err error) error {
 		return fmt.Errorf("%w: %w", ErrNotImplemented, err)
 	}
 	return err
+}
+
+// remoteError is the hub's answer in an MQTT request's error, or nil.
+func remoteError(err error) *client.RemoteError {
+	var re *client.RemoteError
+	if errors.As(err, &re) {
+		return re
+	}
+	return nil
 }
 
 // remoteCode is the hub's error code in an MQTT answer, or "".

@@ -13,6 +13,7 @@ import (
 	"github.com/devicehub/devicehub/apiclient"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/devices/client"
+	"github.com/devicehub/devicehub/devices/phonesim"
 	"github.com/devicehub/devicehub/hub"
 )
 
@@ -35,7 +36,6 @@ type story struct {
 	annaPhone, borisPhone *device
 	band, scale           *device
 	annaInbox             *inbox
-	annaHandset           handset
 	lastAcked             int64 // highest sync cursor Anna's phone acknowledged
 }
 
@@ -145,7 +145,7 @@ func (s *story) bindPhone(ctx context.Context) (string, error) {
 	if cr.AccountID != s.annaID {
 		return "", fmt.Errorf("phone registered to %q, want %q", cr.AccountID, s.annaID)
 	}
-	p := newDevice(cr.DeviceID, devices.Phone)
+	p := newDevice(cr.DeviceID, devices.Phone, s.log)
 	p.secret = cr.Secret
 	if err := p.connect(ctx, s.t, p.secret, true); err != nil {
 		return "", fmt.Errorf("phone connect: %w", err)
@@ -192,7 +192,7 @@ func (s *story) provision(ctx context.Context, typ devices.Type) (*device, error
 	if len(cs) != 1 {
 		return nil, fmt.Errorf("provision %s: got %d devices", typ, len(cs))
 	}
-	d := newDevice(cs[0].DeviceID, typ)
+	d := newDevice(cs[0].DeviceID, typ, s.log)
 	d.factory = cs[0].Secret
 	if err := d.connect(ctx, s.t, d.factory, true); err != nil {
 		return nil, fmt.Errorf("%s connect with factory secret: %w", typ, err)
@@ -266,7 +266,7 @@ func (s *story) activationLock(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("register Boris's phone: %w", err)
 	}
-	bp := newDevice(cr.DeviceID, devices.Phone)
+	bp := newDevice(cr.DeviceID, devices.Phone, s.log)
 	bp.secret = cr.Secret
 	if err := bp.connect(ctx, s.t, bp.secret, true); err != nil {
 		return "", fmt.Errorf("Boris's phone connect: %w", err)
@@ -639,28 +639,45 @@ func (s *story) lostModeOf(ctx context.Context, id string) (*lostMode, error) {
 	return out.LostMode, nil
 }
 
+// commandState reads the state of one command the account sent a device.
+func (s *story) commandState(ctx context.Context, deviceID, cmdID string) (string, error) {
+	var out struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	path := "/api/v1/devices/" + pathEscape(deviceID) + "/commands/" + pathEscape(cmdID)
+	if err := s.anna.Do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return "", fmt.Errorf("read command %s: %w", cmdID, err)
+	}
+	if out.ID != cmdID {
+		return "", fmt.Errorf("read command %s: got command %q", cmdID, out.ID)
+	}
+	return out.State, nil
+}
+
 // 15. Anna's phone is stolen; from the web API she locks it with a message and her contact
-// number.
+// number. The phone (devices.PhoneModel under devices/phonesim) applies the lock and
+// acknowledges it; the hub records the acknowledgement and shows the phone in lost mode.
 func (s *story) lostModeLock(ctx context.Context) (string, error) {
 	req := commandRequest{Type: devices.CmdLock, Message: "This phone is lost. Please call its owner.", ContactNumber: s.annaContact}
 	if err := s.anna.Do(ctx, http.MethodPost, "/api/v1/devices/"+pathEscape(s.annaPhone.id)+"/commands", req, nil); err != nil {
 		return "", notImplemented(fmt.Errorf("lock: %w", err))
 	}
-	cmd, err := s.annaPhone.waitCommand(ctx, devices.CmdLock, nil)
+	h, err := s.annaPhone.waitHandled(ctx, devices.CmdLock, nil)
 	if err != nil {
 		return "", err
 	}
-	args, err := decodeInto[devices.LockArgs](cmd.Args)
-	if err != nil {
-		return "", err
+	if !h.out.Ack || h.out.Status != devices.AckAcknowledged {
+		return "", fmt.Errorf("the phone did not accept the lock command %s: %+v", h.cmd.Args, h.out)
 	}
-	if args.Message != req.Message || normalizeNumber(args.ContactNumber) != "+14155550123" {
-		return "", fmt.Errorf("lock command args %s", cmd.Args)
+	phoneLM := s.annaPhone.phone.LostMode()
+	if phoneLM == nil || phoneLM.Message != req.Message || phoneLM.ContactNumber != "+14155550123" {
+		return "", fmt.Errorf("the phone shows %+v after lock command %s", phoneLM, h.cmd.Args)
 	}
-	if err := s.annaPhone.conn.Ack(ctx, cmd.ID, devices.AckAcknowledged, "locked"); err != nil {
-		return "", fmt.Errorf("ack lock: %w", err)
+	// The runner answers OnCommand only after the hub answered its command_ack.
+	if st, err := s.commandState(ctx, s.annaPhone.id, h.cmd.ID); err != nil || st != "acknowledged" {
+		return "", fmt.Errorf("the hub has the lock command %s as %q (%v), want acknowledged", h.cmd.ID, st, err)
 	}
-	s.annaHandset = handset{locked: true, contact: args.ContactNumber}
 	lm, err := s.lostModeOf(ctx, s.annaPhone.id)
 	if err != nil {
 		return "", err
@@ -668,89 +685,133 @@ func (s *story) lostModeLock(ctx context.Context) (string, error) {
 	if lm == nil || lm.Message != req.Message {
 		return "", fmt.Errorf("the hub does not show the phone in lost mode: %+v", lm)
 	}
-	return "phone locked, showing " + args.ContactNumber, nil
+	return "phone locked and acknowledged, showing " + phoneLM.ContactNumber, nil
 }
 
-// 16. On the locked phone, calling the contact number works, any other is refused.
+// 16. On the locked phone, calling the contact number works, any other is refused: the
+// phone's own rule (devices.PhoneModel.Dial), in the state the lock command left it.
 func (s *story) lostModeCallRestriction(context.Context) (string, error) {
-	if err := s.annaHandset.call(s.annaHandset.contact); err != nil {
-		return "", fmt.Errorf("calling the contact number: %w", err)
+	phone := s.annaPhone.phone
+	if !phone.Locked() {
+		return "", errors.New("the phone is not in lost mode")
 	}
-	if err := s.annaHandset.call("911"); err != nil {
+	// Dialled as the owner wrote it, with spaces and brackets: the same number.
+	if err := phone.Dial(s.annaContact); err != nil {
+		return "", fmt.Errorf("calling the contact number %s: %w", s.annaContact, err)
+	}
+	if err := phone.Dial("112"); err != nil {
 		return "", fmt.Errorf("emergency call: %w", err)
 	}
 	other := "+14155559876"
-	if err := s.annaHandset.call(other); !errors.Is(err, errCallRefused) {
-		return "", fmt.Errorf("calling %s on the locked phone: %v, want refused", other, err)
+	if err := phone.Dial(other); devices.RefusalReason(err) != devices.ReasonLostMode {
+		return "", fmt.Errorf("calling %s on the locked phone: %v, want refused with %s", other, err, devices.ReasonLostMode)
 	}
-	return "contact number and emergency callable, " + other + " refused", nil
+	return "contact number and emergency callable, " + other + " refused (" + devices.ReasonLostMode + ")", nil
 }
 
-// 17. The thief tries to sign the phone out: refused without Anna's password (and, in lost
-// mode, refused even with it until she unlocks).
+// 17. The thief tries to sign the phone out: refused without Anna's password. The phone's
+// app refuses in lost mode; a tampered phone that sends the unbind anyway is refused by the
+// hub: without a password as invalid, with a guess (and even with Anna's password) as
+// lost_mode, the same answer whatever the password, so nothing can be guessed from it. Behind
+// lost mode is the password check itself, shown on a device of Anna's that is not locked
+// (her scale, which may sign itself out): no password invalid, a guess unauthorized.
 func (s *story) unbindRequiresPassword(ctx context.Context) (string, error) {
 	p := s.annaPhone
-	_, errNone := p.request(ctx, devices.OpUnbind, json.RawMessage(`{}`))
-	if remoteCode(errNone) != hub.EInvalid {
-		return "", fmt.Errorf("unbind without a password: got %v, want invalid", errNone)
+	const guess = "1234-guessed"
+	if !p.phone.Locked() {
+		return "", errors.New("the phone is not in lost mode")
 	}
-	_, errWrong := p.request(ctx, devices.OpUnbind, devices.UnbindArgs{Password: "1234"})
-	if c := remoteCode(errWrong); c != hub.EUnauthorized && c != hub.EForbidden {
-		return "", fmt.Errorf("unbind with a guessed password: got %v, want unauthorized or forbidden", errWrong)
+	if err := p.runner.SignOut(ctx, guess); !errors.Is(err, phonesim.ErrLocked) || devices.RefusalReason(err) != devices.ReasonLostMode {
+		return "", fmt.Errorf("signing out in the phone's app: got %v, want the phone's own %s refusal", err, devices.ReasonLostMode)
 	}
-	detail := "no password: invalid; guessed password: " + remoteCode(errWrong)
-	if s.annaHandset.locked {
-		_, err := p.request(ctx, devices.OpUnbind, devices.UnbindArgs{Password: s.annaPassword})
-		var re *client.RemoteError
-		if !errors.As(err, &re) || re.Code != hub.EForbidden || !strings.HasPrefix(re.Message, "lost_mode") {
-			return "", fmt.Errorf("unbind in lost mode with the right password: got %v, want forbidden lost_mode", err)
+	noPassword := func(d *device) error {
+		_, err := d.request(ctx, devices.OpUnbind, json.RawMessage(`{}`))
+		if re := remoteError(err); re == nil || re.Code != hub.EInvalid || re.Field != "args.password" {
+			return fmt.Errorf("%s: unbind without a password: got %v, want invalid on args.password", d.typ, err)
 		}
-		if err := s.anna.Unbind(ctx, p.id, s.annaPassword); apiclient.Code(err) != hub.EForbidden {
-			return "", fmt.Errorf("HTTP unbind in lost mode: got %v, want forbidden", err)
+		return nil
+	}
+	if err := noPassword(p); err != nil {
+		return "", err
+	}
+	var lostModeAnswer *client.RemoteError
+	for _, pw := range []string{guess, s.annaPassword} {
+		err := p.runner.SignOutAnyway(ctx, pw)
+		re := remoteError(err)
+		if re == nil || re.Code != hub.EForbidden || !strings.HasPrefix(re.Message, devices.ReasonLostMode+":") {
+			return "", fmt.Errorf("tampered phone's unbind in lost mode: got %v, want forbidden %s", err, devices.ReasonLostMode)
 		}
-		detail += "; in lost mode even the right password: forbidden"
+		if lostModeAnswer != nil && *re != *lostModeAnswer {
+			return "", fmt.Errorf("lost mode answers differ with the right and a wrong password: %v / %v", lostModeAnswer, re)
+		}
+		lostModeAnswer = re
+	}
+	if err := s.anna.Unbind(ctx, p.id, s.annaPassword); apiclient.Code(err) != hub.EForbidden {
+		return "", fmt.Errorf("HTTP unbind in lost mode: got %v, want forbidden", err)
+	}
+	// The password check behind lost mode.
+	if err := noPassword(s.scale); err != nil {
+		return "", err
+	}
+	_, err := s.scale.request(ctx, devices.OpUnbind, devices.UnbindArgs{Password: guess})
+	if re := remoteError(err); re == nil || re.Code != hub.EUnauthorized || re.Field != "password" {
+		return "", fmt.Errorf("scale: unbind with a guessed password: got %v, want unauthorized on the password", err)
 	}
 	ds, err := s.anna.Devices(ctx)
 	if err != nil {
 		return "", err
 	}
-	if !hasDevice(ds, p.id) || !p.conn.Connected() {
-		return "", errors.New("the phone left Anna's account")
+	if !hasDevice(ds, p.id) || !p.conn.Connected() || !p.phone.Locked() {
+		return "", errors.New("the phone left Anna's account or lost mode")
 	}
-	return detail + "; the phone stays Anna's", nil
+	if !hasDevice(ds, s.scale.id) {
+		return "", errors.New("the scale left Anna's account")
+	}
+	return "phone app refuses (" + devices.ReasonLostMode + "); tampered phone: no password invalid, a guess and even " +
+		"Anna's password forbidden " + devices.ReasonLostMode + " (same answer), HTTP too; unlocked scale: no password invalid, " +
+		"a guess unauthorized; both stay Anna's", nil
 }
 
-// 18. Anna unlocks it with her password.
+// 18. Anna unlocks it with her password typed on the phone; the hub checks it (the phone
+// never holds it) and sends the unlock command, which the phone applies and acknowledges.
 func (s *story) unlockByOwner(ctx context.Context) (string, error) {
 	p := s.annaPhone
-	if _, err := p.request(ctx, devices.OpUnlock, devices.UnlockArgs{Password: "0000"}); err != nil {
-		if err = notImplemented(err); errors.Is(err, ErrNotImplemented) {
-			return "", err
-		}
-		if remoteCode(err) != hub.EUnauthorized {
-			return "", fmt.Errorf("unlock with a wrong password: got %v, want unauthorized", err)
-		}
-	} else {
+	err := p.runner.Unlock(ctx, "0000")
+	if err == nil {
 		return "", errors.New("unlock with a wrong password succeeded")
 	}
-	if _, err := p.request(ctx, devices.OpUnlock, devices.UnlockArgs{Password: s.annaPassword}); err != nil {
+	if err = notImplemented(err); errors.Is(err, ErrNotImplemented) {
+		return "", err
+	}
+	if re := remoteError(err); re == nil || re.Code != hub.EUnauthorized || re.Field != "args.password" {
+		return "", fmt.Errorf("unlock with a wrong password: got %v, want unauthorized on args.password", err)
+	}
+	if !p.phone.Locked() {
+		return "", errors.New("the phone left lost mode after a wrong password")
+	}
+	if err := p.runner.Unlock(ctx, s.annaPassword); err != nil {
 		return "", notImplemented(fmt.Errorf("unlock: %w", err))
 	}
-	cmd, err := p.waitCommand(ctx, devices.CmdUnlock, nil)
+	if p.phone.Locked() {
+		return "", errors.New("the phone is still locked after the hub accepted the password")
+	}
+	h, err := p.waitHandled(ctx, devices.CmdUnlock, nil)
 	if err != nil {
 		return "", err
 	}
-	if err := p.conn.Ack(ctx, cmd.ID, devices.AckAcknowledged, "unlocked"); err != nil {
-		return "", fmt.Errorf("ack unlock: %w", err)
+	if h.out.Status != devices.AckAcknowledged {
+		return "", fmt.Errorf("the phone answered the unlock command with %+v", h.out)
 	}
-	s.annaHandset = handset{}
-	if err := s.annaHandset.call("+14155559876"); err != nil {
-		return "", err
+	if st, err := s.commandState(ctx, p.id, h.cmd.ID); err != nil || st != "acknowledged" {
+		return "", fmt.Errorf("the hub has the unlock command %s as %q (%v), want acknowledged", h.cmd.ID, st, err)
+	}
+	if err := p.phone.Dial("+14155559876"); err != nil {
+		return "", fmt.Errorf("calling after the unlock: %w", err)
 	}
 	if lm, err := s.lostModeOf(ctx, p.id); err != nil || lm != nil {
 		return "", fmt.Errorf("still in lost mode after unlocking: %+v %v", lm, err)
 	}
-	return "wrong password refused; unlocked with Anna's password", nil
+	return "wrong password refused (unauthorized); unlocked with Anna's password, unlock command acknowledged, any number callable", nil
 }
 
 // 19. Anna sells her band: unbinds with her password; Boris binds it; Anna's phone no longer

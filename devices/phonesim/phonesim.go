@@ -2,7 +2,8 @@
 // hub's commands and acknowledges them, reports the settings and account profile it applied,
 // reports the location on locate and, in lost mode, at the interval the lock command set,
 // and carries the phone's own lost-mode actions (the password unlock, signing out) to the
-// hub. The simulator and the end-to-end tests use it as "a phone".
+// hub. It is "a phone" wherever one is simulated: every phone of `devicehub sim scenario`
+// and `sim load` (simulator/devices.go, simulator/load.go) and the end-to-end tests.
 package phonesim
 
 import (
