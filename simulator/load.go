@@ -19,6 +19,7 @@ import (
 	"github.com/devicehub/devicehub/apiclient"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/devices/client"
+	"github.com/devicehub/devicehub/devices/phonesim"
 	"github.com/devicehub/devicehub/hub"
 )
 
@@ -41,6 +42,9 @@ type LoadOptions struct {
 	// Settle is how long delivery may make no progress after publishing ends before what
 	// has not arrived is counted lost (default 10s).
 	Settle time.Duration
+	// PublishTimeout bounds each publish, PUBACK included (default 30s); one that takes
+	// longer counts as a publish error.
+	PublishTimeout time.Duration
 	// Progress, when set, is told what the run is doing.
 	Progress Progress
 	Logger   *slog.Logger
@@ -83,18 +87,38 @@ type LoadResult struct {
 	Duplicates int64 `json:"duplicates"`
 	// Misrouted samples arrived at a phone that is not paired with their gadget.
 	Misrouted int64 `json:"misrouted"`
-	// PublishErrors are publishes that failed (timeouts, disconnections).
+	// PublishErrors are publishes that failed (timeouts, disconnections). Unacked are the
+	// publishes sent but never acknowledged, for whatever reason (Sent - Acked; with every
+	// publish waited for, the same as PublishErrors). Neither counts as Lost, which is about
+	// what the hub acknowledged, but a run with either did not deliver what it was asked to:
+	// it fails too.
 	PublishErrors  int64   `json:"publish_errors"`
+	Unacked        int64   `json:"unacked"`
 	ThroughputPerS float64 `json:"throughput_per_s"`
 	LatencyMS      Latency `json:"latency_ms"`
+}
+
+// Failures lists what makes the run a failure: lost, misrouted, failed or unacknowledged
+// publishes; nil when there is none.
+func (r LoadResult) Failures() []string {
+	var out []string
+	for _, f := range []struct {
+		n    int64
+		what string
+	}{{r.Lost, "lost"}, {r.Misrouted, "misrouted"}, {r.PublishErrors, "publish errors"}, {r.Unacked, "unacknowledged"}} {
+		if f.n > 0 {
+			out = append(out, fmt.Sprintf("%d %s", f.n, f.what))
+		}
+	}
+	return out
 }
 
 // gadgetStats is one gadget's sent and received samples, indexed by seq-1.
 type gadgetStats struct {
 	mu       sync.Mutex
-	sentAt   []int64 // UnixNano just before the publish; 0 when not (yet) acknowledged
-	received []uint8 // receipts at the paired phone
-	phone    string  // the paired phone's device ID
+	sentAt   []int64  // UnixNano just before the publish; 0 when not (yet) acknowledged
+	received []uint32 // receipts at the paired phone
+	phone    string   // the paired phone's device ID
 }
 
 type loadDevice struct {
@@ -102,6 +126,9 @@ type loadDevice struct {
 	account string
 	conn    *client.Client
 	stats   *gadgetStats // gadgets only
+	// runner is a phone's devices.PhoneModel at work on conn (devices/phonesim): it takes
+	// the hub's commands (paired events, settings) as the phone app would. Phones only.
+	runner *phonesim.Runner
 }
 
 // loadPhone collects its sync entries' latencies.
@@ -141,6 +168,9 @@ func RunLoad(ctx context.Context, opts LoadOptions) (LoadResult, error) {
 	}
 	if opts.Settle <= 0 {
 		opts.Settle = 10 * time.Second
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 30 * time.Second
 	}
 	if opts.Progress == nil {
 		opts.Progress = nopProgress{}
@@ -185,6 +215,9 @@ func (r *loadRun) closeAll() {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			if d.runner != nil {
+				d.runner.Close()
+			}
 			d.conn.Close()
 		})
 	}
@@ -356,6 +389,9 @@ func (r *loadRun) connectAll(ctx context.Context) error {
 			return fmt.Errorf("connect %s: %w", d.creds.DeviceID, err)
 		}
 		d.conn = c
+		if d.stats == nil { // a phone
+			d.runner = phonesim.Start(phonesim.Options{Client: c, Logger: r.log.With("device", d.creds.DeviceID)})
+		}
 		return nil
 	})
 }
@@ -470,7 +506,7 @@ func (r *loadRun) publishAll(ctx context.Context) {
 	per := int(math.Ceil(r.opts.Duration.Seconds() * r.opts.Rate))
 	for _, g := range r.gadgets {
 		g.stats.sentAt = make([]int64, per)
-		g.stats.received = make([]uint8, per)
+		g.stats.received = make([]uint32, per)
 	}
 	total := int64(per) * int64(len(r.gadgets))
 	r.opts.Progress.Phase("publish", total)
@@ -509,7 +545,7 @@ func (r *loadRun) publishGadget(ctx context.Context, g *loadDevice, per int, int
 		g.stats.sentAt[seq-1] = now.UnixNano()
 		g.stats.mu.Unlock()
 		r.sent.Add(1)
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
 		err := g.conn.Publish(pctx, topic, r.opts.QoS, false, []byte(payload))
 		cancel()
 		if err != nil {
@@ -584,6 +620,7 @@ func (r *loadRun) missing() int64 {
 func (r *loadRun) result(res LoadResult, pubStart time.Time) LoadResult {
 	res.Sent, res.Acked, res.Delivered = r.sent.Load(), r.acked.Load(), r.delivered.Load()
 	res.Duplicates, res.Misrouted, res.PublishErrors = r.dups.Load(), r.misrouted.Load(), r.pubErrs.Load()
+	res.Unacked = res.Sent - res.Acked
 	res.Lost = r.missing()
 	if last := r.lastDelivery.Load(); last > 0 {
 		if secs := time.Unix(0, last).Sub(pubStart).Seconds(); secs > 0 {

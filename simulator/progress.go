@@ -10,7 +10,7 @@ import (
 )
 
 // NewProgress shows a load run's progress on w: a progress bar when w is a terminal, plain
-// lines (one per tenth of a phase, and the status lines) otherwise, so logs and CI output stay
+// lines (at most one per tenth of a phase, and the status lines) otherwise, so logs and CI output stay
 // readable.
 func NewProgress(w io.Writer, terminal bool) Progress {
 	if terminal {
@@ -96,10 +96,14 @@ func (p *lineProgress) Add(n int64) {
 	if p.total <= 0 {
 		return
 	}
+	if p.nextTenth > 10 || p.done*10 < p.total*p.nextTenth {
+		return
+	}
+	// One line however many tenths this step crossed, with the true share done.
 	for p.nextTenth <= 10 && p.done*10 >= p.total*p.nextTenth {
-		fmt.Fprintf(p.w, "%s: %d/%d (%d%%) %.1fs\n", p.name, p.done, p.total, p.nextTenth*10, time.Since(p.start).Seconds())
 		p.nextTenth++
 	}
+	fmt.Fprintf(p.w, "%s: %d/%d (%d%%) %.1fs\n", p.name, p.done, p.total, min(p.done*100/p.total, 100), time.Since(p.start).Seconds())
 }
 
 func (p *lineProgress) Status(line string) {

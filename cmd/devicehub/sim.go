@@ -175,13 +175,13 @@ func (c *cli) simLoadCmd() *cobra.Command {
 				}
 			} else {
 				fmt.Fprintf(c.stdout, "devices %d (accounts %d), connected in %d ms\n", res.Devices, res.Accounts, res.ConnectMS)
-				fmt.Fprintf(c.stdout, "sent %d, acked %d, delivered %d, lost %d, duplicates %d, misrouted %d, publish errors %d\n",
-					res.Sent, res.Acked, res.Delivered, res.Lost, res.Duplicates, res.Misrouted, res.PublishErrors)
+				fmt.Fprintf(c.stdout, "sent %d, acked %d, delivered %d, lost %d, duplicates %d, misrouted %d, publish errors %d, unacknowledged %d\n",
+					res.Sent, res.Acked, res.Delivered, res.Lost, res.Duplicates, res.Misrouted, res.PublishErrors, res.Unacked)
 				fmt.Fprintf(c.stdout, "throughput %.1f/s, latency ms p50 %.2f p95 %.2f p99 %.2f max %.2f\n",
 					res.ThroughputPerS, res.LatencyMS.P50, res.LatencyMS.P95, res.LatencyMS.P99, res.LatencyMS.Max)
 			}
-			if res.Lost > 0 || res.Misrouted > 0 {
-				return &exitError{code: 1, err: fmt.Errorf("load: %d lost, %d misrouted", res.Lost, res.Misrouted)}
+			if fs := res.Failures(); len(fs) > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("load: %s", strings.Join(fs, ", "))}
 			}
 			return nil
 		},
@@ -197,6 +197,7 @@ func (c *cli) simLoadCmd() *cobra.Command {
 	f.IntVar(&qos, "qos", 1, "QoS of telemetry and sync subscriptions (0 or 1)")
 	f.IntVar(&opts.Concurrency, "concurrency", 200, "connections and requests in flight at once")
 	f.DurationVar(&opts.Settle, "settle", 10*time.Second, "after publishing, how long delivery may stall before the rest counts as lost")
+	f.DurationVar(&opts.PublishTimeout, "publish-timeout", 30*time.Second, "bound on each publish and its PUBACK; a slower one is a publish error")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary on stdout (progress goes to stderr)")
 	return cmd
 }
