@@ -11,7 +11,8 @@ import (
 
 // OnSubscribed sends the device what it missed when it (re)subscribes to its commands
 // topic: settings changed while it was away (its own and the account profile, every bound
-// device type) and, for phones and tablets, its unacknowledged owner commands, so what was
+// device type), pairing notices it has not acknowledged (a link key made while it was
+// offline, a pairing that ended) and, for phones and tablets, its unacknowledged owner commands, so what was
 // issued while it was away, or before a restart, reaches it.
 //
 // This is the only trigger, not OnSessionEstablished: a device subscribes right after
@@ -43,4 +44,5 @@ func (h *authHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte
 		h.hub.DeviceConnected(ctx, c.id.DeviceID) // only phones and tablets take owner commands
 	}
 	h.hub.SettingsOnConnect(ctx, c.id)
+	h.hub.PairingsOnSubscribe(ctx, c.id)
 }

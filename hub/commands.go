@@ -319,7 +319,13 @@ func (h *Hub) DeviceConnected(ctx context.Context, deviceID string) {
 // store (events such as "settings", or IDs of other devices' commands) are accepted and
 // change nothing, so a device never learns whether another device's command ID exists.
 func (h *Hub) AckCommand(ctx context.Context, id devices.Identity, a devices.CommandAckArgs) error {
-	if h.cmd == nil || !id.Bound() {
+	if !id.Bound() {
+		return nil
+	}
+	if err := h.ackPairingNotice(ctx, id.DeviceID, a.CommandID); err != nil {
+		return err
+	}
+	if h.cmd == nil {
 		return nil
 	}
 	state := CommandAcknowledged

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -19,16 +20,20 @@ func (h *Hub) Pair(ctx context.Context, id devices.Identity, peerID string) erro
 	if err != nil {
 		return err
 	}
-	if err := h.sync.store.CreatePairing(ctx, Pairing{ControllerID: ctrl, GadgetID: gadget, AccountID: id.AccountID, CreatedAt: h.clock.Now()}); err != nil {
-		return err
-	}
-	h.pairingChanged(gadget)
 	key := make([]byte, devices.LinkKeySize)
 	if _, err := rand.Read(key); err != nil {
 		return fmt.Errorf("link key: %w", err)
 	}
-	h.sendCommand(ctx, ctrl, devices.CmdPaired, devices.PairedArgs{PeerID: gadget, LinkKey: key})
-	h.sendCommand(ctx, gadget, devices.CmdPaired, devices.PairedArgs{PeerID: ctrl, LinkKey: key})
+	now := h.clock.Now()
+	notices := []PairingNotice{
+		{ID: NewID("cmd"), DeviceID: ctrl, PeerID: gadget, Type: devices.CmdPaired, LinkKey: key, CreatedAt: now},
+		{ID: NewID("cmd"), DeviceID: gadget, PeerID: ctrl, Type: devices.CmdPaired, LinkKey: key, CreatedAt: now},
+	}
+	if err := h.sync.store.CreatePairing(ctx, Pairing{ControllerID: ctrl, GadgetID: gadget, AccountID: id.AccountID, CreatedAt: now}, notices...); err != nil {
+		return err
+	}
+	h.pairingChanged(gadget)
+	h.sendNotices(ctx, notices)
 	h.audit(ctx, AuditEntry{AccountID: id.AccountID, DeviceID: gadget, Event: "pair", Detail: "with " + ctrl, Actor: id.DeviceID})
 	h.sync.notifyAccount(id.AccountID) // the controller may now receive the gadget's entries
 	return nil
@@ -40,12 +45,16 @@ func (h *Hub) Unpair(ctx context.Context, id devices.Identity, peerID string) er
 	if err != nil {
 		return err
 	}
-	if err := h.sync.store.DeletePairing(ctx, ctrl, gadget); err != nil {
+	now := h.clock.Now()
+	notices := []PairingNotice{
+		{ID: NewID("cmd"), DeviceID: ctrl, PeerID: gadget, Type: devices.CmdUnpaired, CreatedAt: now},
+		{ID: NewID("cmd"), DeviceID: gadget, PeerID: ctrl, Type: devices.CmdUnpaired, CreatedAt: now},
+	}
+	if err := h.sync.store.DeletePairing(ctx, ctrl, gadget, notices...); err != nil {
 		return err
 	}
 	h.pairingChanged(gadget)
-	h.sendCommand(ctx, ctrl, devices.CmdUnpaired, devices.UnpairedArgs{PeerID: gadget})
-	h.sendCommand(ctx, gadget, devices.CmdUnpaired, devices.UnpairedArgs{PeerID: ctrl})
+	h.sendNotices(ctx, notices)
 	h.audit(ctx, AuditEntry{AccountID: id.AccountID, DeviceID: gadget, Event: "unpair", Detail: "from " + ctrl, Actor: id.DeviceID})
 	return nil
 }
@@ -146,15 +155,87 @@ func (h *Hub) unbindDevice(ctx context.Context, deviceID string) error {
 	}
 	h.pairingChanged(ids...)
 	h.sync.closeController(deviceID)
+	// The former peers are told durably. The unbound device is told now if it is connected
+	// (it is disconnected next and told "unbound"); its pending notices, a link key among
+	// them, are deleted: it has no pairings left to hear about.
+	now := h.clock.Now()
+	var notices []PairingNotice
 	for _, p := range before {
 		peer := p.GadgetID
 		if peer == deviceID {
 			peer = p.ControllerID
 		}
-		h.sendCommand(ctx, peer, devices.CmdUnpaired, devices.UnpairedArgs{PeerID: deviceID})
+		notices = append(notices, PairingNotice{ID: NewID("cmd"), DeviceID: peer, PeerID: deviceID, Type: devices.CmdUnpaired, CreatedAt: now})
 		h.sendCommand(ctx, deviceID, devices.CmdUnpaired, devices.UnpairedArgs{PeerID: peer})
 	}
+	if err := h.sync.store.ReplacePairingNotices(ctx, deviceID, notices); err != nil {
+		// The unbinding itself stands; the peers learn it when their pairing list is read.
+		h.log.Warn("store unpaired notices", "device", deviceID, "error", err)
+		return nil
+	}
+	h.sendNotices(ctx, notices)
 	return nil
+}
+
+// sendNotices publishes pairing notices to the devices that are connected now; the others
+// get them when they next subscribe (PairingsOnSubscribe), as with owner commands: the store
+// is the queue, and nothing is left in a persistent session's broker queue.
+func (h *Hub) sendNotices(ctx context.Context, notices []PairingNotice) {
+	for _, n := range notices {
+		if h.deviceOnline(ctx, n.DeviceID) {
+			h.publishNotice(ctx, n)
+		}
+	}
+}
+
+func (h *Hub) publishNotice(ctx context.Context, n PairingNotice) {
+	p, _ := h.transport()
+	if p == nil {
+		return
+	}
+	var args any = devices.UnpairedArgs{PeerID: n.PeerID}
+	if n.Type == devices.CmdPaired {
+		args = devices.PairedArgs{PeerID: n.PeerID, LinkKey: n.LinkKey}
+	}
+	raw, err := json.Marshal(args)
+	if err != nil {
+		h.log.Error("encode pairing notice", "error", err)
+		return
+	}
+	b, err := json.Marshal(devices.Command{ID: n.ID, Type: n.Type, Args: raw, IssuedAt: n.CreatedAt.UTC()})
+	if err != nil {
+		h.log.Error("encode pairing notice", "error", err)
+		return
+	}
+	if err := p.Publish(ctx, devices.CommandTopic(n.DeviceID), b, 1); err != nil {
+		h.log.Warn("send pairing notice", "device", n.DeviceID, "type", n.Type, "error", err)
+	}
+}
+
+// PairingsOnSubscribe sends a device the pairing notices it has not acknowledged: a link key
+// made while it was offline, or a pairing that ended meanwhile. The transport calls it when
+// the device's SUBSCRIBE covering its commands topic was granted. It only reads.
+func (h *Hub) PairingsOnSubscribe(ctx context.Context, id devices.Identity) {
+	if h.sync == nil || !id.Bound() {
+		return
+	}
+	ns, err := h.sync.store.PairingNotices(ctx, id.DeviceID)
+	if err != nil {
+		h.log.Warn("pairing notices", "device", id.DeviceID, "error", err)
+		return
+	}
+	for _, n := range ns {
+		h.publishNotice(ctx, n)
+	}
+}
+
+// ackPairingNotice deletes a notice the device acknowledged (with its link key).
+func (h *Hub) ackPairingNotice(ctx context.Context, deviceID, commandID string) error {
+	if h.sync == nil {
+		return nil
+	}
+	_, err := h.sync.store.DeletePairingNotice(ctx, deviceID, commandID)
+	return err
 }
 
 // AccountPairingStore is the bulk read behind the device lists: an account's pairings in one

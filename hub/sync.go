@@ -32,6 +32,18 @@ type Pairing struct {
 	CreatedAt    time.Time
 }
 
+// PairingNotice is what a device must still be told about one of its pairings: Type is
+// devices.CmdPaired (with the link key) or devices.CmdUnpaired. ID is the command ID the
+// device acknowledges; until then the notice is sent again each time it subscribes.
+type PairingNotice struct {
+	ID        string
+	DeviceID  string
+	PeerID    string
+	Type      string
+	LinkKey   []byte
+	CreatedAt time.Time
+}
+
 // TelemetryQuery selects a device's stored samples for the HTTP API, oldest first.
 type TelemetryQuery struct {
 	AccountID string
@@ -68,10 +80,21 @@ type SyncStore interface {
 	// Telemetry returns stored samples of one device for its owner.
 	Telemetry(ctx context.Context, q TelemetryQuery) ([]SyncRecord, error)
 
-	// CreatePairing stores a pairing; conflict when it exists.
-	CreatePairing(ctx context.Context, p Pairing) error
-	// DeletePairing removes a pairing; not_found when there is none.
-	DeletePairing(ctx context.Context, controllerID, gadgetID string) error
+	// CreatePairing stores a pairing and the notices that tell both sides, in one
+	// transaction; conflict when it exists.
+	CreatePairing(ctx context.Context, p Pairing, notices ...PairingNotice) error
+	// DeletePairing removes a pairing and stores the notices that tell both sides, in one
+	// transaction; not_found when there is none.
+	DeletePairing(ctx context.Context, controllerID, gadgetID string, notices ...PairingNotice) error
+	// ReplacePairingNotices deletes every notice of forget (a device that was unbound: it
+	// is told so instead) and stores put, in one transaction. A stored notice replaces the
+	// one for the same device and peer.
+	ReplacePairingNotices(ctx context.Context, forget string, put []PairingNotice) error
+	// PairingNotices lists the device's notices, oldest first.
+	PairingNotices(ctx context.Context, deviceID string) ([]PairingNotice, error)
+	// DeletePairingNotice removes one notice the device acknowledged; it reports whether
+	// there was one.
+	DeletePairingNotice(ctx context.Context, deviceID, id string) (bool, error)
 	// PairingsOf lists the pairings a device is part of, on either side.
 	PairingsOf(ctx context.Context, deviceID string) ([]Pairing, error)
 

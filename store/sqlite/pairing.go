@@ -9,20 +9,23 @@ import (
 	"github.com/devicehub/devicehub/hub"
 )
 
-// CreatePairing stores a pairing.
-func (s *SyncLog) CreatePairing(ctx context.Context, p hub.Pairing) error {
+// CreatePairing stores a pairing and its notices.
+func (s *SyncLog) CreatePairing(ctx context.Context, p hub.Pairing, notices ...hub.PairingNotice) error {
 	return s.db.tx(ctx, "pairings.create", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO pairings(controller_id, gadget_id, account_id, created_at) VALUES(?, ?, ?, ?)`,
 			p.ControllerID, p.GadgetID, p.AccountID, ms(p.CreatedAt))
 		if isUnique(err) {
 			return hub.Errorf(hub.EConflict, "these devices are already paired")
 		}
-		return wrapf(err, "create pairing")
+		if err != nil {
+			return fmt.Errorf("create pairing: %w", err)
+		}
+		return putNotices(ctx, tx, notices)
 	})
 }
 
-// DeletePairing removes a pairing.
-func (s *SyncLog) DeletePairing(ctx context.Context, controllerID, gadgetID string) error {
+// DeletePairing removes a pairing and stores its notices.
+func (s *SyncLog) DeletePairing(ctx context.Context, controllerID, gadgetID string, notices ...hub.PairingNotice) error {
 	return s.db.tx(ctx, "pairings.delete", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM pairings WHERE controller_id = ? AND gadget_id = ?`, controllerID, gadgetID)
 		if err != nil {
@@ -31,8 +34,75 @@ func (s *SyncLog) DeletePairing(ctx context.Context, controllerID, gadgetID stri
 		if n, _ := res.RowsAffected(); n == 0 {
 			return hub.Errorf(hub.ENotFound, "these devices are not paired")
 		}
+		return putNotices(ctx, tx, notices)
+	})
+}
+
+// ReplacePairingNotices forgets one device's notices and stores others.
+func (s *SyncLog) ReplacePairingNotices(ctx context.Context, forget string, put []hub.PairingNotice) error {
+	return s.db.tx(ctx, "pairings.notices_replace", func(tx *sql.Tx) error {
+		if forget != "" {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM pairing_notices WHERE device_id = ?`, forget); err != nil {
+				return fmt.Errorf("forget pairing notices: %w", err)
+			}
+		}
+		return putNotices(ctx, tx, put)
+	})
+}
+
+func putNotices(ctx context.Context, tx *sql.Tx, notices []hub.PairingNotice) error {
+	for _, n := range notices {
+		// The newest news about a peer replaces the older, and its link key with it.
+		_, err := tx.ExecContext(ctx, `INSERT INTO pairing_notices(id, device_id, peer_id, type, link_key, created_at)
+			VALUES(?, ?, ?, ?, ?, ?)
+			ON CONFLICT(device_id, peer_id) DO UPDATE SET id = excluded.id, type = excluded.type,
+				link_key = excluded.link_key, created_at = excluded.created_at`,
+			n.ID, n.DeviceID, n.PeerID, n.Type, n.LinkKey, ms(n.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("store pairing notice: %w", err)
+		}
+	}
+	return nil
+}
+
+// PairingNotices lists a device's notices, oldest first.
+func (s *SyncLog) PairingNotices(ctx context.Context, deviceID string) ([]hub.PairingNotice, error) {
+	defer s.db.observed("pairings.notices", time.Now())
+	rows, err := s.db.reader.QueryContext(ctx, `SELECT id, device_id, peer_id, type, link_key, created_at
+		FROM pairing_notices WHERE device_id = ? ORDER BY created_at, id`, deviceID)
+	if err != nil {
+		return nil, fmt.Errorf("pairing notices: %w", err)
+	}
+	defer rows.Close()
+	var out []hub.PairingNotice
+	for rows.Next() {
+		var n hub.PairingNotice
+		var created int64
+		if err := rows.Scan(&n.ID, &n.DeviceID, &n.PeerID, &n.Type, &n.LinkKey, &created); err != nil {
+			return nil, fmt.Errorf("pairing notices: %w", err)
+		}
+		n.CreatedAt = fromMS(created)
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pairing notices: %w", err)
+	}
+	return out, nil
+}
+
+// DeletePairingNotice removes one acknowledged notice.
+func (s *SyncLog) DeletePairingNotice(ctx context.Context, deviceID, id string) (bool, error) {
+	var found bool
+	err := s.db.tx(ctx, "pairings.notice_delete", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM pairing_notices WHERE device_id = ? AND id = ?`, deviceID, id)
+		if err != nil {
+			return fmt.Errorf("delete pairing notice: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		found = n > 0
 		return nil
 	})
+	return found, err
 }
 
 // PairingsOf lists a device's pairings, on either side.
