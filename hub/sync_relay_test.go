@@ -19,7 +19,7 @@ import (
 
 // relayHub is a hub on a real SQLite file with a fast relay back-off, one account with a
 // phone and a band paired with it.
-func relayHub(t *testing.T) (*hub.Hub, *clock, devices.Identity, devices.Identity) {
+func relayHub(t *testing.T, opts hub.SyncOptions) (*hub.Hub, *clock, devices.Identity, devices.Identity) {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devicehub.db"), sqlite.Options{})
@@ -34,7 +34,7 @@ func relayHub(t *testing.T) (*hub.Hub, *clock, devices.Identity, devices.Identit
 	t.Cleanup(sl.Close)
 	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk,
-		Sync: sl, SyncOptions: hub.SyncOptions{RetryBase: time.Millisecond}})
+		Sync: sl, SyncOptions: opts})
 	accs, err := h.CreateLoadAccounts(ctx, 1, "10.0.0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func relayHub(t *testing.T) (*hub.Hub, *clock, devices.Identity, devices.Identit
 // every entry arrives, in order. The relay used to give up for good after five failures
 // while the phone stayed connected.
 func TestRelayOutlastsFailures(t *testing.T) {
-	h, clk, phone, band := relayHub(t)
+	h, clk, phone, band := relayHub(t, hub.SyncOptions{RetryBase: time.Millisecond})
 	ctx := context.Background()
 	const samples = 5
 	for seq := 1; seq <= samples; seq++ {
@@ -98,5 +98,62 @@ func TestRelayOutlastsFailures(t *testing.T) {
 		if seq != uint64(i+1) {
 			t.Fatalf("phone got seqs %v, want 1..%d in order", got, samples)
 		}
+	}
+}
+
+// TestGapPastRetentionByAge: entries older than sync.retention are deleted, and a controller
+// that never received them is told so by a gap entry first, then gets the young ones.
+func TestGapPastRetentionByAge(t *testing.T) {
+	h, clk, phone, band := relayHub(t, hub.SyncOptions{Retention: time.Hour})
+	ctx := context.Background()
+	send := func(seq int) {
+		t.Helper()
+		p := fmt.Appendf(nil, `{"seq":%d,"ts":%q,"count":%d}`, seq, clk.Now().Format(time.RFC3339Nano), seq)
+		if err := h.IngestTelemetry(ctx, band, devices.StreamSteps, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1)
+	send(2)
+	clk.Advance(50 * time.Minute)
+	send(3)
+	clk.Advance(20 * time.Minute) // 1 and 2 are 70 minutes old now, 3 is 20
+	n, err := h.PruneSync(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d entries (want the 2 older than an hour): %v", n, err)
+	}
+	var (
+		mu  sync.Mutex
+		got []devices.SyncEntry
+		s   *hub.SyncSession
+	)
+	s = h.OpenSync(phone, 0, func(cursor int64, payload []byte) error {
+		var e devices.SyncEntry
+		if err := json.Unmarshal(payload, &e); err != nil {
+			return err
+		}
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+		go s.Delivered(cursor)
+		return nil
+	})
+	s.Start()
+	t.Cleanup(s.Close)
+	apptest.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) < 2 {
+			return fmt.Errorf("phone has %d entries", len(got))
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if g := got[0].Gap; g == nil || g.From != 1 || g.To < got[0].Cursor || got[0].Cursor >= got[1].Cursor {
+		t.Fatalf("first entry %+v is not a gap over the deleted entries", got[0])
+	}
+	if got[1].Gap != nil || got[1].Seq != 3 || len(got) != 2 {
+		t.Fatalf("after the gap: %+v, want only seq 3", got[1:])
 	}
 }
