@@ -34,7 +34,7 @@ func relayHub(t *testing.T, opts hub.SyncOptions) (*hub.Hub, *clock, devices.Ide
 	t.Cleanup(sl.Close)
 	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk,
-		Sync: sl, SyncOptions: opts})
+		Sync: sl, SyncOptions: opts, Commands: db})
 	accs, err := h.CreateLoadAccounts(ctx, 1, "10.0.0.1")
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/hub"
 )
 
 // TestSeqStartsAfreshWithANewBinding: a band unbound and bound again to the same account
@@ -73,5 +74,33 @@ func TestSeqStartsAfreshWithANewBinding(t *testing.T) {
 	send(2, 40)
 	if got := counts(); fmt.Sprint(got) != "[10 20 30 40]" {
 		t.Fatalf("after binding again: counts %v, want [10 20 30 40] (the new binding's seqs stored)", got)
+	}
+}
+
+// TestLocationAge: the owner's location answer is the newest fix of the phone's current
+// binding with its age by the hub's clock, and not_found before the phone sent any.
+func TestLocationAge(t *testing.T) {
+	h, clk, phone, _ := relayHub(t, hub.SyncOptions{})
+	ctx := context.Background()
+	if _, err := h.Location(ctx, phone.AccountID, phone.DeviceID); hub.ErrorCode(err) != hub.ENotFound {
+		t.Fatalf("before any fix: %v, want not_found", err)
+	}
+	fix := func(seq int, lat float64) {
+		t.Helper()
+		p := fmt.Appendf(nil, `{"seq":%d,"ts":%q,"lat":%v,"lon":13.4,"accuracy_m":8}`, seq, clk.Now().Format(time.RFC3339Nano), lat)
+		if err := h.IngestTelemetry(ctx, phone, devices.StreamLocation, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fix(1, 52.1)
+	clk.Advance(time.Minute)
+	fix(2, 52.2)
+	clk.Advance(90 * time.Second)
+	loc, err := h.Location(ctx, phone.AccountID, phone.DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loc.Lat != 52.2 || loc.AccuracyM != 8 || loc.AgeSeconds != 90 {
+		t.Fatalf("location %+v, want the newest fix (52.2) aged 90 s", loc)
 	}
 }
