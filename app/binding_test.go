@@ -430,32 +430,93 @@ func TestConnectRules(t *testing.T) {
 	})
 }
 
-// TestDevicesLeaveNoRetainedState: a device's retained publish is not kept, so nothing of it
-// reaches a later subscriber (such as the device's next owner).
+// TestDevicesLeaveNoRetainedState: nothing a device sends is kept as a retained message, so
+// nothing of it reaches a later subscriber (such as the device's next owner) or the database,
+// also after a restart. The dangerous case is the will: mochi publishes it without asking
+// OnPublish and, with its Retain flag, keeps it. A 3.1.1 will with Retain is accepted and
+// published without the flag; a v5 one is refused with CONNACK 0x9A (retain not supported),
+// which v5 CONNACKs announce (Retain Available 0).
 func TestDevicesLeaveNoRetainedState(t *testing.T) {
 	w := newWorld(t)
 	ctx := testCtx(t)
-	band, _, bound := w.bindBand(t)
+	band, secret, bound := w.bindBand(t)
+	bound.Close()
+	noClientsConnected(t, w.h)
+	addr := w.h.MQTTAddr()
+	willTopic := devices.TelemetryTopic(band.DeviceID, "steps")
+	sample := `{"seq":1,"ts":"2026-01-01T00:00:00Z","count":5}`
+
+	noRetained := func(t *testing.T, h *apptest.Hub) {
+		t.Helper()
+		if rt, err := h.DB().ListBrokerState(ctx, "RT"); err != nil || len(rt) != 0 {
+			t.Fatalf("retained messages in the database: %q %v", rt, err)
+		}
+		// Retained messages come right after the SUBACK, before the response to a request sent
+		// after it: the response is the probe that nothing came. (The band's earlier connection
+		// must be gone: mochi's clean-up of an old connection can remove a new connection's
+		// subscription under the same client ID.)
+		noClientsConnected(t, h)
+		s := rawDevice(t, h.MQTTAddr(), 4, band.DeviceID, secret, true)
+		if code := s.subscribe(t, devices.DeviceFilter(band.DeviceID)); code != 1 {
+			t.Fatalf("SUBACK %#x", code)
+		}
+		s.publish(t, 0x30, devices.RequestTopic(band.DeviceID), nil, []byte(`{"id":"probe","op":"settings_get"}`))
+		s.until(t, "the probe's response", func(hdr byte, body []byte) bool {
+			if hdr>>4 != 3 {
+				return false
+			}
+			if hdr&1 != 0 || strings.Contains(string(body), willTopic) {
+				t.Fatalf("a retained message survived: %#x %q", hdr, body)
+			}
+			return strings.Contains(string(body), `"probe"`)
+		})
+		s.c.Close()
+		noClientsConnected(t, h)
+	}
+	// A retained will on its own telemetry topic (allowed for a bound band), then the
+	// connection drops without DISCONNECT, so the will is published.
+	c, code, _ := rawDial(t, addr, connSpec{version: 4, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true,
+		will: &rawWill{topic: willTopic, payload: sample, qos: 1, retain: true}})
+	if code != 0 {
+		t.Fatalf("3.1.1 CONNECT with a retained will: CONNACK %d", code)
+	}
+	c.c.Close()
+	noClientsConnected(t, w.h) // mochi publishes the will before it counts the client gone
+	noRetained(t, w.h)
+	c5, code, props := rawDial(t, addr, connSpec{version: 5, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true,
+		will: &rawWill{topic: willTopic, payload: sample, qos: 1, retain: true}})
+	if code != 0x9A {
+		t.Fatalf("v5 CONNECT with a retained will: CONNACK %#x, want 0x9a", code)
+	}
+	c5.c.Close()
+	c5, _, props = rawDial(t, addr, connSpec{version: 5, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true})
+	if v, ok := findProp(props, 0x25); !ok || v[0] != 0 {
+		t.Fatalf("v5 CONNACK properties % x lack Retain Available 0", props)
+	}
+	// A v5 retained publish is a protocol error now that retain is not available.
+	c5.publish(t, 0x31, devices.RequestTopic(band.DeviceID), nil, []byte(`{"id":"ret","op":"bind_code"}`))
+	if code := c5.closed(t); code != 0x9A {
+		t.Fatalf("v5 retained publish: DISCONNECT %#x, want 0x9a", code)
+	}
+
+	// 3.1.1 retained publishes: accepted without the flag.
+	bound = w.connect(t, band.DeviceID, secret)
 	if err := bound.Publish(ctx, devices.RequestTopic(band.DeviceID), 1, true, []byte(`{"id":"ret","op":"bind_code"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := bound.Publish(ctx, devices.TelemetryTopic(band.DeviceID, "steps"), 1, true, []byte(`{"seq":1,"ts":"2026-01-01T00:00:00Z","count":5}`)); err != nil {
+	if err := bound.Publish(ctx, willTopic, 1, true, []byte(`{"seq":2,"ts":"2026-01-01T00:00:00Z","count":5}`)); err != nil {
 		t.Fatal(err)
 	}
 	bound.Close()
-	fresh := w.connect(t, band.DeviceID, band.Secret)
-	got := make(chan string, 4)
-	if err := fresh.Subscribe(ctx, devices.DeviceFilter(band.DeviceID), 1, func(topic string, _ []byte) { got <- topic }); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case topic := <-got:
-		t.Fatalf("a retained message survived on %s", topic)
-	case <-time.After(500 * time.Millisecond):
-	}
+
+	noRetained(t, w.h)
+	w.h.Stop(t)
+	h := apptest.StartIn(t, w.h.Dir, nil)
+	noRetained(t, h)
+
 	// Failed logins leave no session behind in the store either.
-	_, _ = rawConnect(w.h.MQTTURL(), "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa", "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa", "nope", nil)
-	clients, err := w.h.DB().ListBrokerState(ctx, "CL")
+	_, _ = rawConnect(h.MQTTURL(), "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa", "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa", "nope", nil)
+	clients, err := h.DB().ListBrokerState(ctx, "CL")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,4 +525,17 @@ func TestDevicesLeaveNoRetainedState(t *testing.T) {
 			t.Fatal("a refused login left a stored session")
 		}
 	}
+}
+
+// noClientsConnected waits until the broker counts no connected client: every connection
+// closed so far has been handled to its end (will included).
+func noClientsConnected(t *testing.T, h *apptest.Hub) {
+	t.Helper()
+	apptest.Eventually(t, 10*time.Second, func() error {
+		body := get(t, h.URL()+"/metrics")
+		if !strings.Contains(body, "\ndevicehub_mqtt_clients_connected 0\n") {
+			return errors.New("clients still connected")
+		}
+		return nil
+	})
 }

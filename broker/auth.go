@@ -190,17 +190,14 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 // device's response topic, or to the MQTT 5 response topic when the device named one of its
 // own topics, with the correlation data copied.
 //
-// Devices never leave retained messages: the protocol has no use for them, and mochi would
-// keep one even for a publish it does not fan out (it retains before it checks Ignore), to be
-// handed to whoever subscribes later, such as the device's next owner. So the flag is
-// cleared, and "acknowledge but do not deliver" is returned as an ignored packet with a nil
-// error: an error would make mochi drop our changes to the packet.
+// "Acknowledge but do not deliver" is returned as an ignored packet with a nil error: an
+// error would make mochi drop our changes to the packet. Retained messages never get this
+// far (limits.go).
 func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	c := h.connOf(cl)
 	if c == nil || c.anonymous || h.hub == nil {
 		return pk, nil
 	}
-	pk.FixedHeader.Retain = false
 	devID, kind, stream, ok := devices.ParseDeviceTopic(pk.TopicName)
 	if ok && devID == c.id.DeviceID && kind == devices.KindTelemetry {
 		return h.ingestTelemetry(cl, c, pk, stream) // ingest.go

@@ -85,6 +85,11 @@ func New(opts Options) (*Broker, error) {
 	// mochi copies a publish's properties into its PUBACK, user properties included, and
 	// then writes its "granted QoS 1" code (0x01, not a PUBACK reason code) as the reason.
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	// What the hub offers, made true on the wire by limitsHook (limits.go): QoS 0 and 1, no
+	// retained messages, no topic aliases.
+	caps.MaximumQos = 1
+	caps.RetainAvailable = 0
+	caps.TopicAliasMaximum = 0
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
 		InlineClient:           true,
@@ -92,6 +97,10 @@ func New(opts Options) (*Broker, error) {
 		SysTopicResendInterval: 0,
 	})
 	b := &Broker{srv: srv, log: log}
+	// First, so that it sees each packet before any other hook does.
+	if err := srv.AddHook(&limitsHook{srv: srv}, nil); err != nil {
+		return nil, fmt.Errorf("add limits hook: %w", err)
+	}
 
 	if opts.AllowAnonymous {
 		log.Warn("!!! broker.allow_anonymous is true: ANY MQTT client may connect without credentials. Local experiments only !!!")
@@ -200,6 +209,8 @@ func (b *Broker) Drop(deviceID string) {
 	if b.storage != nil {
 		b.storage.forget(cl)
 	}
+	// Its rights are revoked: its will is not sent on its behalf either.
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 	if !cl.Closed() {
 		_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
 	}

@@ -274,8 +274,12 @@ func (h *storageHook) StoredClients() ([]storage.Client, error) {
 func (h *storageHook) StoredSubscriptions() ([]storage.Subscription, error) {
 	return list[storage.Subscription](h, storage.SubscriptionKey)
 }
+// StoredRetainedMessages restores none: the broker keeps no retained messages (limits.go),
+// and any stored by an older version are deleted, so no retained state of a device's former
+// owner survives.
 func (h *storageHook) StoredRetainedMessages() ([]storage.Message, error) {
-	return list[storage.Message](h, storage.RetainedKey)
+	h.apply(StateOp{Key: storage.RetainedKey + "_", Prefix: true})
+	return nil, nil
 }
 func (h *storageHook) StoredInflightMessages() ([]storage.Message, error) {
 	msgs, err := list[storage.Message](h, storage.InflightKey)
