@@ -312,7 +312,7 @@ func TestEscaping(t *testing.T) {
 	if strings.Contains(body, "<script>x") {
 		t.Error("identifier reflected unescaped")
 	}
-	// Unknown ?done= values show nothing; the next= redirect stays on the site.
+	// Unknown ?done= values show nothing (?next= is TestNextStaysOnTheSite's).
 	if _, body := b.get("/login?done=%3Cb%3Ehi"); strings.Contains(body, `class="notice"`) {
 		t.Error("unknown notice shown")
 	}

@@ -233,10 +233,23 @@ func (p *Portal) checkCSRF(r *http.Request, sessionID string) bool {
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
-// safeNext keeps post-login redirects on this site: a local absolute path only.
+// safeNext keeps post-login redirects on this site: a local absolute path only. Browsers
+// read "/\host" like "//host" and drop tabs and newlines anywhere in a URL ("/\t/host" is
+// "//host" to them), so backslashes and every control character are refused, not only a
+// leading "//"; what is left must parse as a path without scheme or host.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
-		return "/devices"
+	const home = "/devices"
+	if next == "" || len(next) > 2048 || next[0] != '/' || strings.HasPrefix(next, "//") {
+		return home
+	}
+	for _, r := range next {
+		if r < 0x20 || r == 0x7f || r == '\\' {
+			return home
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
+		return home
 	}
 	return next
 }
