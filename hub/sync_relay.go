@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -188,7 +189,13 @@ func (s *SyncSession) run() {
 	retry := func(what string, err error) bool {
 		failures++
 		wait := s.h.sync.opts.RetryBase << min(failures-1, 5)
-		log.Warn("sync relay: "+what, "error", err, "failures", failures, "retry_in", wait)
+		// The first failure is usually the controller going away (the transport closes the
+		// session a moment later): not worth a warning on its own.
+		level := slog.LevelWarn
+		if failures == 1 {
+			level = slog.LevelDebug
+		}
+		log.Log(ctx, level, "sync relay: "+what, "error", err, "failures", failures, "retry_in", wait)
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
