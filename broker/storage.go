@@ -274,6 +274,7 @@ func (h *storageHook) StoredClients() ([]storage.Client, error) {
 func (h *storageHook) StoredSubscriptions() ([]storage.Subscription, error) {
 	return list[storage.Subscription](h, storage.SubscriptionKey)
 }
+
 // StoredRetainedMessages restores none: the broker keeps no retained messages (limits.go),
 // and any stored by an older version are deleted, so no retained state of a device's former
 // owner survives.
