@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,38 @@ func TestTelemetryEndpoint(t *testing.T) {
 	var a, b *apiclient.Error
 	if !errors.As(errOther, &a) || !errors.As(errNone, &b) || a.Status != 404 || *a != *b {
 		t.Fatalf("another account's band: %v; a device that does not exist: %v; want the same 404", errOther, errNone)
+	}
+}
+
+// TestRefusedTelemetryCountedNotStored: a malformed sample is answered on the band's res
+// topic naming the field, counted under its reason in /metrics, and not stored; so is a
+// sample from a band that is not paired.
+func TestRefusedTelemetryCountedNotStored(t *testing.T) {
+	w, phone, band := pairWorld(t)
+	ctx := testCtx(t)
+	band.telemetry(t, devices.StreamSteps, 1, `"count":5`)
+	band.refused(t, "telemetry:steps:1", "not_paired")
+	pair(t, phone, band, 1)
+	band.telemetry(t, devices.StreamSteps, 2, `"count":"many"`)
+	band.refused(t, "telemetry:steps:2", "invalid")
+	band.telemetry(t, devices.StreamSteps, 3, `"count":7`)
+	if es := phone.waitFor(t, 1); es[0].Seq != 3 {
+		t.Fatalf("phone got %+v, want only seq 3", es)
+	}
+	metrics := get(t, w.h.URL()+"/metrics")
+	for _, want := range []string{
+		`devicehub_acl_refusals_total{action="telemetry",reason="invalid"} 1`,
+		`devicehub_acl_refusals_total{action="telemetry",reason="not_paired"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, grep(metrics, "acl_refusals"))
+		}
+	}
+	var page struct{ Samples []struct{ Seq uint64 } }
+	if err := w.anna.Do(ctx, "GET", "/api/v1/devices/"+band.id+"/telemetry", nil, &page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Samples) != 1 || page.Samples[0].Seq != 3 {
+		t.Fatalf("stored %+v, want only seq 3", page.Samples)
 	}
 }
