@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,7 +28,9 @@ import (
 // portalBrowser drives Debian's Chromium, headless, through the portal. Every page it loads
 // is checked: the HTTP status is the one expected, and no element of class "error" (where
 // the templates put error messages) is on a page that should succeed. Script exceptions and
-// console errors (a CSP violation is one) fail the test at the end.
+// console errors (a CSP violation is one) fail the test at the end, and so does every request
+// to the hub's own origin other than a page itself (whose status each step checks) that fails
+// or answers 400 or more: a stylesheet, script or fetch the page needs.
 type portalBrowser struct {
 	t        *testing.T
 	ctx      context.Context
@@ -36,6 +39,12 @@ type portalBrowser struct {
 
 	mu       sync.Mutex
 	problems []string
+	// requests are the hub's own requests in flight, by ID, for the URL of a failed one
+	// (Network.loadingFailed names only the ID).
+	requests map[network.RequestID]string
+	// elsewhere counts requests to other origins: there should be none (nothing on a page
+	// loads from outside the hub, and the flags stop Chromium's own traffic).
+	elsewhere []string
 }
 
 func findChromium(t *testing.T) string {
@@ -73,7 +82,7 @@ func newPortalBrowser(t *testing.T, base string) *portalBrowser {
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b := &portalBrowser{t: t, ctx: ctx, base: base, shotsDir: shots}
+	b := &portalBrowser{t: t, ctx: ctx, base: base, shotsDir: shots, requests: map[network.RequestID]string{}}
 	// The first Run starts the browser and lives as long as ctx: no timeout on it.
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1200, 900)); err != nil {
 		t.Fatalf("start chromium: %v", err)
@@ -87,14 +96,49 @@ func newPortalBrowser(t *testing.T, base string) *portalBrowser {
 		for _, p := range b.problems {
 			t.Errorf("browser: %s", p)
 		}
+		for _, u := range b.elsewhere {
+			t.Logf("browser: request outside the hub (ignored): %s", u)
+		}
 		t.Logf("screenshots in %s", b.shotsDir)
 	})
 	return b
 }
 
+// sameOrigin reports whether u is on the hub under test (scheme, host and port).
+func (b *portalBrowser) sameOrigin(u string) bool {
+	return u == b.base || strings.HasPrefix(u, b.base+"/")
+}
+
 func (b *portalBrowser) onEvent(ev any) {
 	var problem string
 	switch e := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		b.mu.Lock()
+		if e.Request != nil && b.sameOrigin(e.Request.URL) {
+			b.requests[e.RequestID] = e.Request.URL
+		} else if e.Request != nil && !strings.HasPrefix(e.Request.URL, "data:") {
+			b.elsewhere = append(b.elsewhere, e.Request.URL)
+		}
+		b.mu.Unlock()
+	case *network.EventResponseReceived:
+		// Pages are checked by step against the status the test expects (a 404 page can be
+		// right); anything a page loads must succeed.
+		if e.Response != nil && b.sameOrigin(e.Response.URL) && e.Type != network.ResourceTypeDocument && e.Response.Status >= 400 {
+			problem = fmt.Sprintf("%s %s answered %d", e.Type, e.Response.URL, e.Response.Status)
+		}
+	case *network.EventLoadingFinished:
+		b.mu.Lock()
+		delete(b.requests, e.RequestID)
+		b.mu.Unlock()
+	case *network.EventLoadingFailed:
+		b.mu.Lock()
+		u, ours := b.requests[e.RequestID]
+		delete(b.requests, e.RequestID)
+		b.mu.Unlock()
+		// A page load the next navigation cancelled is not a failure of the hub.
+		if ours && !(e.Canceled && e.Type == network.ResourceTypeDocument) {
+			problem = fmt.Sprintf("%s %s failed: %s %s", e.Type, u, e.ErrorText, e.BlockedReason)
+		}
 	case *runtime.EventExceptionThrown:
 		problem = "script exception: " + e.ExceptionDetails.Text
 		if e.ExceptionDetails.Exception != nil {
@@ -112,6 +156,26 @@ func (b *portalBrowser) onEvent(ev any) {
 		b.problems = append(b.problems, problem)
 		b.mu.Unlock()
 	}
+}
+
+// checkFailedRequestsAreSeen proves the request check works: a stylesheet the hub does not
+// have, added to the page, must be reported (and is then taken off the list).
+func (b *portalBrowser) checkFailedRequestsAreSeen() {
+	b.t.Helper()
+	b.eval(`(function () { var l = document.createElement('link'); l.rel = 'stylesheet'; l.href = '/static/missing.css';
+		document.head.appendChild(l); return 'added'; })()`)
+	// Chromium reports it as a failed load (the 404's text/plain body is refused with
+	// nosniff before a response event) and the console complains too.
+	missing := b.base + "/static/missing.css"
+	apptest.Eventually(b.t, 10*time.Second, func() error {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if !slices.ContainsFunc(b.problems, func(p string) bool { return strings.HasPrefix(p, "Stylesheet "+missing+" ") }) {
+			return fmt.Errorf("a failed load of the hub's own stylesheet was not reported (problems: %q)", b.problems)
+		}
+		b.problems = slices.DeleteFunc(b.problems, func(p string) bool { return strings.Contains(p, missing) })
+		return nil
+	})
 }
 
 // step runs actions that load a page (a navigation or a click that sends a form) and checks
@@ -243,6 +307,7 @@ func TestPortalInBrowser(t *testing.T) {
 
 	// Register: the page's script fetches and solves the puzzle before the form goes.
 	b.step("register", 200, chromedp.Navigate(h.URL()+"/register"))
+	b.checkFailedRequestsAreSeen()
 	b.do(b.fill("#identifier", who), b.fill("#password", password), b.fill("#password2", password))
 	b.shot("register")
 	b.step("register-submit", 200, chromedp.Click(chromedp.CSS("#register-submit")))
