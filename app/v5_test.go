@@ -41,7 +41,7 @@ func TestQoS2Refused(t *testing.T) {
 				}
 			}
 			c.publish(t, 0x34, tc.topic, nil, tc.payload) // QoS 2
-			got := c.closed(t)                             // fails on a PUBACK or PUBREC
+			got := c.closed(t)                            // fails on a PUBACK or PUBREC
 			if tc.version == 5 && got != 0x9B {
 				t.Fatalf("DISCONNECT %#x, want 0x9b", got)
 			}
@@ -65,4 +65,39 @@ func TestQoS2Refused(t *testing.T) {
 			t.Fatalf("CONNACK %#x, want 0", code)
 		}
 	})
+}
+
+// TestTopicAliasesOff: the hub takes no topic aliases. mochi accepted up to 65,535 of them
+// but checked the ACL on the empty topic of an aliased publish before resolving the alias, so
+// every publish by alias was refused (PUBACK 0x87, invalid_topic). v5 CONNACKs carry no
+// Topic Alias Maximum (so: 0), and a publish with an alias gets DISCONNECT 0x94 (topic alias
+// invalid) [MQTT-3.3.2-9], a defined answer instead of a refusal that looks like an ACL one.
+func TestTopicAliasesOff(t *testing.T) {
+	w := newWorld(t)
+	band, secret, bound := w.bindBand(t)
+	bound.Close()
+	noClientsConnected(t, w.h)
+	c, code, props := rawDial(t, w.h.MQTTAddr(), connSpec{version: 5, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true})
+	if code != 0 {
+		t.Fatalf("CONNACK %#x", code)
+	}
+	if v, ok := findProp(props, 0x22); ok {
+		t.Fatalf("CONNACK advertises Topic Alias Maximum % x", v)
+	}
+	for _, tc := range []struct {
+		name  string
+		topic string
+	}{{"alias with its topic", devices.RequestTopic(band.DeviceID)}, {"alias alone", ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if c == nil {
+				noClientsConnected(t, w.h)
+				c = rawDevice(t, w.h.MQTTAddr(), 5, band.DeviceID, secret, true)
+			}
+			c.publish(t, 0x32, tc.topic, propUint16(0x23, 1), []byte(`{"id":"alias","op":"settings_get"}`))
+			if got := c.closed(t); got != 0x94 {
+				t.Fatalf("DISCONNECT %#x, want 0x94", got)
+			}
+			c = nil
+		})
+	}
 }

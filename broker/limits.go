@@ -25,9 +25,10 @@ import (
 //     QoS 1 (mochi would answer CONNACK 0x9B, which 3.1.1 does not have), a v5 one gets
 //     CONNACK 0x9B [MQTT-3.2.2-12].
 //
-// Topic aliases are switched off in the capabilities alone (TopicAliasMaximum 0: mochi
-// advertises none and answers an alias with DISCONNECT 0x94): mochi checked the ACL on the
-// empty topic of an aliased publish, before resolving the alias, so none could work.
+// Topic aliases are switched off in the capabilities alone (TopicAliasMaximum 0: a publish
+// with an alias gets DISCONNECT 0x94, and the CONNACK's missing Topic Alias Maximum means 0):
+// mochi accepted up to 65,535 without saying so, but checked the ACL on the empty topic of an
+// aliased publish before resolving the alias, so every aliased publish was refused.
 type limitsHook struct {
 	mqtt.HookBase
 	srv *mqtt.Server
