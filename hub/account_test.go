@@ -116,3 +116,22 @@ func solveFor(t *testing.T, h *hub.Hub, who string) json.RawMessage {
 	raw, _ := json.Marshal(a)
 	return raw
 }
+
+// Fields are trimmed before they are counted and before the one that is set is chosen: a
+// blank email beside a phone is no email.
+func TestParseIdentifierIgnoresBlankFields(t *testing.T) {
+	for _, tc := range []struct{ email, phone, identifier, want string }{
+		{"   ", "+14155552671", "", "+14155552671"},
+		{"", "\t", "ann@example.com", "ann@example.com"},
+		{"ann@Example.COM", " ", "", "ann@example.com"},
+		{" ", "", " +14155552671 ", "+14155552671"},
+	} {
+		id, err := hub.ParseIdentifier(tc.email, tc.phone, tc.identifier)
+		if err != nil || id.Value != tc.want {
+			t.Errorf("ParseIdentifier(%q, %q, %q) = %+v, %v; want %s", tc.email, tc.phone, tc.identifier, id, err, tc.want)
+		}
+	}
+	if _, err := hub.ParseIdentifier(" ", " ", ""); hub.AsError(err) == nil || hub.AsError(err).Field != "identifier" {
+		t.Errorf("all blank: %v, want an error naming identifier", err)
+	}
+}

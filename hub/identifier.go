@@ -70,9 +70,11 @@ func ParsePhone(field, s string) (Identifier, error) {
 // ParseIdentifier takes the request's email, phone and identifier fields, of which exactly
 // one must be set; identifier means either, told apart by the @.
 func ParseIdentifier(email, phone, identifier string) (Identifier, error) {
+	// Trim before both counting and branching: a blank email beside a phone is no email.
+	email, phone, identifier = strings.TrimSpace(email), strings.TrimSpace(phone), strings.TrimSpace(identifier)
 	set := 0
 	for _, s := range []string{email, phone, identifier} {
-		if strings.TrimSpace(s) != "" {
+		if s != "" {
 			set++
 		}
 	}
