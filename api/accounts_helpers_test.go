@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -39,6 +40,23 @@ func newClient(t testing.TB, base, admin string) *client {
 func startHub(t *testing.T) *client {
 	h := apptest.Start(t, nil)
 	return newClient(t, h.URL(), h.Config.Admin.Token)
+}
+
+// from returns a client of the same hub whose connections come from another loopback
+// address (127.0.0.0/8 is all loopback on Linux), so tests can be several client IPs. It
+// skips the test where the system cannot bind that address.
+func (c *client) from(ip string) *client {
+	c.t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		c.t.Skipf("cannot use loopback address %s as a second client IP: %v", ip, err)
+	}
+	l.Close()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}
+	tr := &http.Transport{DialContext: d.DialContext}
+	c.t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: tr}
+	return &client{t: c.t, base: c.base, admin: c.admin, hc: hc}
 }
 
 type fakeClock struct {

@@ -119,8 +119,10 @@ type AccountStore interface {
 	// LatestVerification is the newest verification of that purpose, used or not.
 	LatestVerification(ctx context.Context, accountID, purpose string) (Verification, error)
 	VerificationByToken(ctx context.Context, tokenHash []byte) (Verification, error)
-	// AddAttempt counts one wrong try and returns the new count.
-	AddAttempt(ctx context.Context, verificationID string) (int, error)
+	// ReserveAttempt counts one try on the verification, atomically, unless it already has
+	// maxAttempts: then ok is false and nothing changes. n is the new count. The hub reserves
+	// before comparing the code, so parallel tries cannot pass the cap.
+	ReserveAttempt(ctx context.Context, verificationID string, maxAttempts int) (n int, ok bool, err error)
 	// Confirm marks the verification used and the account active, in one transaction;
 	// conflict when the verification was used meanwhile.
 	Confirm(ctx context.Context, verificationID string, now time.Time) error
@@ -129,6 +131,9 @@ type AccountStore interface {
 	ResetPassword(ctx context.Context, verificationID, passwordHash string, now time.Time) error
 
 	CreateSession(ctx context.Context, s Session) error
+	// LoggedInFrom tells whether the account with this identifier has ever had a session
+	// created from ip (live, expired or revoked); false for an unknown identifier.
+	LoggedInFrom(ctx context.Context, identifier, ip string) (bool, error)
 	SessionByToken(ctx context.Context, tokenHash []byte) (Session, error)
 	// ListSessions returns the account's sessions that are neither revoked nor expired at now.
 	ListSessions(ctx context.Context, accountID string, now time.Time) ([]Session, error)

@@ -38,17 +38,23 @@ type AccountOptions struct {
 	// then one per second).
 	IPEvery time.Duration
 	IPBurst int
-	// IdentifierEvery and IdentifierBurst limit requests per email or phone (20, then one per
-	// 15 s).
+	// IdentifierEvery and IdentifierBurst limit requests per email or phone from one client IP
+	// (20, then one per 15 s). Keyed by the pair, so a stranger spends only his own budget and
+	// cannot make the owner's requests answer 429.
 	IdentifierEvery time.Duration
 	IdentifierBurst int
 	// SendEvery and SendBurst limit messages (codes, notices) per identifier (3, then one a
-	// minute): resending is rate-limited by this.
+	// minute): resending is rate-limited by this. Requests from an IP where the account has
+	// logged in before draw from a budget of their own, so a stranger cannot keep the owner
+	// from getting a reset code.
 	SendEvery time.Duration
 	SendBurst int
 	// ForgotMinDuration pads password-forgotten answers so that known and unknown identifiers
 	// answer after the same time (250 ms).
 	ForgotMinDuration time.Duration
+	// CodeMinDuration pads failed code checks (confirm, password reset) the same way: a wrong
+	// try on a real code is counted in the store, one on an unknown identifier in memory (250 ms).
+	CodeMinDuration time.Duration
 	// LoginBackoffBase is the first lockout wait after repeated failed logins (30 s); it
 	// doubles with each further failure up to 15 minutes.
 	LoginBackoffBase time.Duration
@@ -79,6 +85,7 @@ func (o AccountOptions) withDefaults() AccountOptions {
 	def(&o.SendEvery, time.Minute)
 	defInt(&o.SendBurst, 3)
 	def(&o.ForgotMinDuration, 250*time.Millisecond)
+	def(&o.CodeMinDuration, 250*time.Millisecond)
 	def(&o.LoginBackoffBase, 30*time.Second)
 	o.PublicURL = strings.TrimRight(o.PublicURL, "/")
 	return o
@@ -86,8 +93,10 @@ func (o AccountOptions) withDefaults() AccountOptions {
 
 // Lockout thresholds. The pair (identifier, IP) locks soon, so a guesser is slowed without
 // touching the owner elsewhere; the identifier alone locks late and briefly, to slow guessing
-// spread over many IPs without letting it shut the owner out for long. A password reset
-// clears both.
+// spread over many IPs. The identifier-wide lock does not apply from an IP where the account
+// has logged in before (OWASP's "device cookie" idea with the sessions' IPs), so strangers
+// cannot shut the owner out at all from where they usually log in. A password reset clears
+// both.
 const (
 	pairLockAfter     = 5
 	pairLockCeiling   = 15 * time.Minute
@@ -105,6 +114,9 @@ type accounts struct {
 	idLim *keyedLimiter
 	send  *keyedLimiter
 	fails *failureCounter
+	// phantom counts code tries where there is no live code (unknown identifier, no code
+	// requested, code used or expired), so those answer exactly like a live code.
+	phantom *tryCounter
 
 	keyMu      sync.Mutex
 	codeKey    []byte
@@ -120,6 +132,7 @@ func newAccounts(o AccountOptions) *accounts {
 		idLim:      newKeyedLimiter(o.IdentifierEvery, o.IdentifierBurst),
 		send:       newKeyedLimiter(o.SendEvery, o.SendBurst),
 		fails:      newFailureCounter(failureWindow),
+		phantom:    newTryCounter(o.CodeTTL),
 		challenges: o.Challenges,
 	}
 }
@@ -167,14 +180,19 @@ type ConfirmResult struct {
 	AlreadyConfirmed bool
 }
 
-// limit applies the per-IP and per-identifier request limits.
+// limit applies the per-IP and per-identifier request limits. The identifier's budget is per
+// client IP: keyed by the identifier alone, one cheap request every 15 s from anywhere kept the
+// owner's own requests answering 429. Against guessing spread over many IPs the per-code try
+// cap, the identifier's message budget and the challenge level (which rises with the
+// identifier's failures) stay identifier-wide.
 func (h *Hub) limit(ip, ident string) error {
 	now := h.clock.Now()
 	if ok, d := h.acc.ipLim.allow(ip, now); !ok {
 		return rateLimited(d, "too many requests from this address; retry later")
 	}
 	if ident != "" {
-		if ok, d := h.acc.idLim.allow(ident, now); !ok {
+		// Identifiers never end in "|"+an IP, IPs hold no "|": the key is unambiguous.
+		if ok, d := h.acc.idLim.allow(ident+"|"+ip, now); !ok {
 			return rateLimited(d, "too many requests for this identifier; retry later")
 		}
 	}
@@ -190,10 +208,25 @@ func (h *Hub) failed(ip, ident string) {
 	}
 }
 
-func (h *Hub) challengeLevel(ip, ident string) int {
+// knownIP tells whether the account of ident (if any) has ever logged in from ip. It costs
+// the same one query for an unknown identifier, and only says yes to a client at such an IP.
+func (h *Hub) knownIP(ctx context.Context, ident, ip string) (bool, error) {
+	if ident == "" || ip == "" {
+		return false, nil
+	}
+	ok, err := h.store.LoggedInFrom(ctx, ident, ip)
+	if err != nil {
+		return false, fmt.Errorf("known address: %w", err)
+	}
+	return ok, nil
+}
+
+// challengeLevel is the puzzle level for a client at ip using ident: the failures of the IP
+// and, unless the account has logged in from this IP before, of the identifier.
+func (h *Hub) challengeLevel(ip, ident string, known bool) int {
 	now := h.clock.Now()
 	n := h.acc.fails.get("ip:"+ip, now).count
-	if ident != "" {
+	if ident != "" && !known {
 		n += h.acc.fails.get("id:"+ident, now).count
 	}
 	return n / 2
@@ -217,15 +250,21 @@ func (h *Hub) IssueChallenge(ctx context.Context, ip, identifier string) (any, e
 	if err != nil {
 		return nil, err
 	}
-	return cv.Issue(ctx, h.challengeLevel(ip, ident))
+	known, err := h.knownIP(ctx, ident, ip)
+	if err != nil {
+		return nil, err
+	}
+	return cv.Issue(ctx, h.challengeLevel(ip, ident, known))
 }
 
-func (h *Hub) checkChallenge(ctx context.Context, r AccountRequest, ident string) error {
+// checkChallenge verifies r's answer at the level IssueChallenge used; known is knownIP's
+// answer for (ident, r.IP).
+func (h *Hub) checkChallenge(ctx context.Context, r AccountRequest, ident string, known bool) error {
 	_, cv, err := h.keys(ctx)
 	if err != nil {
 		return err
 	}
-	if err := cv.Verify(ctx, r.Challenge, h.challengeLevel(r.IP, ident)); err != nil {
+	if err := cv.Verify(ctx, r.Challenge, h.challengeLevel(r.IP, ident, known)); err != nil {
 		h.failed(r.IP, ident)
 		return err
 	}
@@ -233,12 +272,34 @@ func (h *Hub) checkChallenge(ctx context.Context, r AccountRequest, ident string
 }
 
 // allowSend takes one message from the identifier's send budget. It is taken whether or not
-// the account exists, so a 429 here tells nothing about existence.
-func (h *Hub) allowSend(ident string) error {
-	if ok, d := h.acc.send.allow(ident, h.clock.Now()); !ok {
+// the account exists, so a 429 here tells nothing about existence. A client at an IP the
+// account has logged in from (known) has a budget of its own. Each message sent restarts the
+// tries of purpose for everyone alike (see checkCode).
+func (h *Hub) allowSend(ident string, known bool, purpose string) error {
+	key := ident
+	if known {
+		key += "|known"
+	}
+	now := h.clock.Now()
+	if ok, d := h.acc.send.allow(key, now); !ok {
 		return rateLimited(d, "a message was sent to this identifier recently; retry later")
 	}
+	h.acc.phantom.restart(purpose+":"+ident, now)
 	return nil
+}
+
+// padUntil waits until d has passed since start (real time: what a client can measure), so
+// that answers which touch the store for a real account and not for an unknown one take the
+// same time.
+func padUntil(ctx context.Context, start time.Time, d time.Duration) {
+	if wait := d - time.Since(start); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // Register starts an account: it always answers the same for a new identifier and for one
@@ -254,10 +315,14 @@ func (h *Hub) Register(ctx context.Context, r AccountRequest) (Identifier, error
 	if err := h.limit(r.IP, id.Value); err != nil {
 		return Identifier{}, err
 	}
-	if err := h.checkChallenge(ctx, r, id.Value); err != nil {
+	known, err := h.knownIP(ctx, id.Value, r.IP)
+	if err != nil {
 		return Identifier{}, err
 	}
-	if err := h.allowSend(id.Value); err != nil {
+	if err := h.checkChallenge(ctx, r, id.Value, known); err != nil {
+		return Identifier{}, err
+	}
+	if err := h.allowSend(id.Value, known, PurposeConfirm); err != nil {
 		return Identifier{}, err
 	}
 	// Hash before looking the identifier up: both paths pay for argon2.
@@ -314,7 +379,8 @@ func (h *Hub) ResendCode(ctx context.Context, r AccountRequest) (Identifier, err
 	if err := h.limit(r.IP, id.Value); err != nil {
 		return Identifier{}, err
 	}
-	if err := h.allowSend(id.Value); err != nil {
+	// A pending account never logged in: its known-IP budget would never apply.
+	if err := h.allowSend(id.Value, false, PurposeConfirm); err != nil {
 		return Identifier{}, err
 	}
 	acc, err := h.store.AccountByIdentifier(ctx, id.Value)
@@ -338,6 +404,7 @@ func (h *Hub) ResendCode(ctx context.Context, r AccountRequest) (Identifier, err
 // confirmed the account answers AlreadyConfirmed, so a client that confirmed through the
 // emailed link can still continue with the code.
 func (h *Hub) ConfirmCode(ctx context.Context, r AccountRequest) (ConfirmResult, error) {
+	start := time.Now()
 	id, err := r.identifier()
 	if err != nil {
 		return ConfirmResult{}, err
@@ -348,6 +415,14 @@ func (h *Hub) ConfirmCode(ctx context.Context, r AccountRequest) (ConfirmResult,
 	if err := h.limit(r.IP, id.Value); err != nil {
 		return ConfirmResult{}, err
 	}
+	res, err := h.confirmCode(ctx, r, id)
+	if err != nil {
+		padUntil(ctx, start, h.acc.opts.CodeMinDuration)
+	}
+	return res, err
+}
+
+func (h *Hub) confirmCode(ctx context.Context, r AccountRequest, id Identifier) (ConfirmResult, error) {
 	acc, v, err := h.checkCode(ctx, r, id, PurposeConfirm)
 	if err != nil {
 		return ConfirmResult{}, err
@@ -410,45 +485,64 @@ func (h *Hub) confirm(ctx context.Context, v Verification) (ConfirmResult, error
 }
 
 // checkCode finds the identifier's newest verification of purpose and checks r.Code against
-// it, counting wrong tries. It returns the verification even when already used (the caller
-// decides what that means); unknown identifiers fail like a wrong code.
+// it, counting tries. It returns the verification even when already used (the caller decides
+// what that means).
+//
+// Every identifier answers a run of wrong codes the same way, whether or not it has an
+// account: "wrong code" four times, "that was the last try" on the fifth, then "too many wrong
+// tries" until a new code is requested or the code's lifetime (CodeTTL from the request)
+// ends. A live code (unused, not expired) counts its tries in the store; anything else (no
+// account, no code requested, a used or expired code) counts them in memory under the same
+// key and lifetime, restarted by the same requests (allowSend). Used or expired codes still
+// tell "already used" or "expired" to a caller who has the right code, which only the owner can.
 func (h *Hub) checkCode(ctx context.Context, r AccountRequest, id Identifier, purpose string) (Account, Verification, error) {
-	wrong := FieldError(EInvalidCode, "code", "wrong code")
 	key, _, err := h.keys(ctx)
 	if err != nil {
 		return Account{}, Verification{}, err
 	}
 	acc, err := h.store.AccountByIdentifier(ctx, id.Value)
-	if ErrorCode(err) == ENotFound {
-		h.failed(r.IP, id.Value)
-		return Account{}, Verification{}, wrong
-	}
-	if err != nil {
+	if err != nil && ErrorCode(err) != ENotFound {
 		return Account{}, Verification{}, fmt.Errorf("check code: %w", err)
 	}
-	v, err := h.store.LatestVerification(ctx, acc.ID, purpose)
-	if ErrorCode(err) == ENotFound {
-		h.failed(r.IP, id.Value)
-		return Account{}, Verification{}, wrong
+	var v Verification
+	if err == nil {
+		v, err = h.store.LatestVerification(ctx, acc.ID, purpose)
+		if err != nil && ErrorCode(err) != ENotFound {
+			return Account{}, Verification{}, fmt.Errorf("check code: %w", err)
+		}
 	}
-	if err != nil {
-		return Account{}, Verification{}, fmt.Errorf("check code: %w", err)
-	}
-	if v.Attempts >= h.acc.opts.MaxCodeAttempts {
-		return Account{}, Verification{}, FieldError(EInvalidCode, "code", "too many wrong tries: request a new code")
-	}
-	if subtle.ConstantTimeCompare(mac(key, v.ID+":"+r.Code), v.CodeHash) != 1 {
-		h.failed(r.IP, id.Value)
-		n, err := h.store.AddAttempt(ctx, v.ID)
+	now := h.clock.Now()
+	maxTries := h.acc.opts.MaxCodeAttempts
+	var n int
+	var ok bool
+	if v.ID != "" && v.UsedAt.IsZero() && now.Before(v.ExpiresAt) {
+		// Reserve the try before comparing: reading the count and adding to it afterwards let
+		// parallel tries all pass the cap.
+		n, ok, err = h.store.ReserveAttempt(ctx, v.ID, maxTries)
 		if err != nil {
 			return Account{}, Verification{}, fmt.Errorf("check code: %w", err)
 		}
-		if n >= h.acc.opts.MaxCodeAttempts {
+	} else {
+		n, ok = h.acc.phantom.take(purpose+":"+id.Value, now, maxTries)
+	}
+	if !ok {
+		h.failed(r.IP, id.Value)
+		return Account{}, Verification{}, FieldError(EInvalidCode, "code", "too many wrong tries: request a new code")
+	}
+	// The MAC is computed even without a verification, so both paths do the same work.
+	right := subtle.ConstantTimeCompare(mac(key, v.ID+":"+r.Code), v.CodeHash) == 1 && v.ID != ""
+	// A used code proves nothing once its lifetime is over: the answer is that of a wrong one.
+	if right && !v.UsedAt.IsZero() && !now.Before(v.ExpiresAt) {
+		right = false
+	}
+	if !right {
+		h.failed(r.IP, id.Value)
+		if n >= maxTries {
 			return Account{}, Verification{}, FieldError(EInvalidCode, "code", "wrong code; that was the last try: request a new code")
 		}
-		return Account{}, Verification{}, wrong
+		return Account{}, Verification{}, FieldError(EInvalidCode, "code", "wrong code")
 	}
-	if v.UsedAt.IsZero() && !h.clock.Now().Before(v.ExpiresAt) {
+	if v.UsedAt.IsZero() && !now.Before(v.ExpiresAt) {
 		return Account{}, Verification{}, FieldError(EInvalidCode, "code", "code expired: request a new one")
 	}
 	return acc, v, nil
@@ -513,22 +607,12 @@ func (h *Hub) notify(ctx context.Context, m Message) error {
 	return nil
 }
 
-// lockedFor is how long logins for ident from ip must wait after recent failures.
-func (h *Hub) lockedFor(pairKey, globalKey string) time.Duration {
+// lockedFor is how long requests under key must wait after its recent failures: nothing
+// below after failures, then LoginBackoffBase doubling with each further one, up to ceiling.
+func (h *Hub) lockedFor(key string, after int, ceiling time.Duration) time.Duration {
 	now := h.clock.Now()
-	base := h.acc.opts.LoginBackoffBase
-	var wait time.Duration
-	for _, l := range []struct {
-		key     string
-		after   int
-		ceiling time.Duration
-	}{{pairKey, pairLockAfter, pairLockCeiling}, {globalKey, globalLockAfter, globalLockCeiling}} {
-		f := h.acc.fails.get(l.key, now)
-		if d := f.last.Add(backoff(f, l.after, base, l.ceiling)).Sub(now); d > wait {
-			wait = d
-		}
-	}
-	return wait
+	f := h.acc.fails.get(key, now)
+	return max(0, f.last.Add(backoff(f, after, h.acc.opts.LoginBackoffBase, ceiling)).Sub(now))
 }
 
 // Login checks the identifier and password and opens a session. Unknown identifiers and wrong
@@ -544,11 +628,19 @@ func (h *Hub) Login(ctx context.Context, r AccountRequest) (token string, s Sess
 	if err := h.limit(r.IP, id.Value); err != nil {
 		return "", Session{}, err
 	}
-	pairKey, globalKey := "login:"+id.Value+"|"+r.IP, "login:"+id.Value
-	if d := h.lockedFor(pairKey, globalKey); d > 0 {
-		return "", Session{}, rateLimited(d, "too many failed logins; wait before trying again, or reset the password")
+	known, err := h.knownIP(ctx, id.Value, r.IP)
+	if err != nil {
+		return "", Session{}, err
 	}
-	if err := h.checkChallenge(ctx, r, id.Value); err != nil {
+	pairKey, globalKey := "login:"+id.Value+"|"+r.IP, "login:"+id.Value
+	wait := h.lockedFor(pairKey, pairLockAfter, pairLockCeiling)
+	if !known {
+		wait = max(wait, h.lockedFor(globalKey, globalLockAfter, globalLockCeiling))
+	}
+	if wait > 0 {
+		return "", Session{}, rateLimited(wait, "too many failed logins; wait before trying again, or reset the password")
+	}
+	if err := h.checkChallenge(ctx, r, id.Value, known); err != nil {
 		return "", Session{}, err
 	}
 	acc, err := h.store.AccountByIdentifier(ctx, id.Value)
@@ -566,8 +658,9 @@ func (h *Hub) Login(ctx context.Context, r AccountRequest) (token string, s Sess
 		h.failed(r.IP, id.Value)
 		return "", Session{}, Errorf(EUnauthorized, "wrong identifier or password")
 	}
+	// Only this IP's count is cleared: the owner logging in does not forgive the guesses
+	// made elsewhere (they age out, or a password reset clears them).
 	h.acc.fails.reset(pairKey)
-	h.acc.fails.reset(globalKey)
 	if acc.Status != StatusActive {
 		return "", Session{}, Errorf(EAccountPending, "confirm the account with the code you were sent first")
 	}
@@ -628,7 +721,7 @@ func (h *Hub) RevokeSession(ctx context.Context, accountID, sessionID string) er
 // are throttled like logins.
 func (h *Hub) VerifyPassword(ctx context.Context, accountID, password string) error {
 	key := "verify:" + accountID
-	if d := h.lockedFor(key, key); d > 0 {
+	if d := h.lockedFor(key, pairLockAfter, pairLockCeiling); d > 0 {
 		return rateLimited(d, "too many wrong passwords; wait before trying again")
 	}
 	acc, err := h.store.AccountByID(ctx, accountID)
@@ -658,21 +751,18 @@ func (h *Hub) ForgotPassword(ctx context.Context, r AccountRequest) error {
 	if err := h.limit(r.IP, id.Value); err != nil {
 		return err
 	}
-	if err := h.checkChallenge(ctx, r, id.Value); err != nil {
+	known, err := h.knownIP(ctx, id.Value, r.IP)
+	if err != nil {
 		return err
 	}
-	if err := h.allowSend(id.Value); err != nil {
+	if err := h.checkChallenge(ctx, r, id.Value, known); err != nil {
+		return err
+	}
+	if err := h.allowSend(id.Value, known, PurposeReset); err != nil {
 		return err
 	}
 	err = h.sendReset(ctx, id)
-	if wait := h.acc.opts.ForgotMinDuration - time.Since(start); wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
+	padUntil(ctx, start, h.acc.opts.ForgotMinDuration)
 	return err
 }
 
@@ -698,6 +788,7 @@ func (h *Hub) sendReset(ctx context.Context, id Identifier) error {
 // if it was pending (the code proves the identifier), revokes every session and lifts the
 // login back-off.
 func (h *Hub) ResetPassword(ctx context.Context, r AccountRequest) error {
+	start := time.Now()
 	id, err := r.identifier()
 	if err != nil {
 		return err
@@ -712,12 +803,13 @@ func (h *Hub) ResetPassword(ctx context.Context, r AccountRequest) error {
 		return err
 	}
 	_, v, err := h.checkCode(ctx, r, id, PurposeReset)
-	if err != nil {
-		return err
-	}
 	used := FieldError(EInvalidCode, "code", "code already used: request a new one")
-	if !v.UsedAt.IsZero() {
-		return used
+	if err == nil && !v.UsedAt.IsZero() {
+		err = used
+	}
+	if err != nil {
+		padUntil(ctx, start, h.acc.opts.CodeMinDuration)
+		return err
 	}
 	hash, err := h.acc.pw.hash(ctx, r.Password)
 	if err != nil {

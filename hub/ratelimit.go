@@ -114,6 +114,57 @@ func (f *failureCounter) reset(key string) {
 	delete(f.m, key)
 }
 
+// tryCounter counts code tries per key for ttl from the moment the key was restarted (or
+// first tried), mirroring how a real code counts its tries for its lifetime; see checkCode.
+type tryCounter struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	m   map[string]tries
+}
+
+type tries struct {
+	n     int
+	start time.Time
+}
+
+func newTryCounter(ttl time.Duration) *tryCounter {
+	return &tryCounter{ttl: ttl, m: map[string]tries{}}
+}
+
+// take counts one try under key unless it already has maxTries; n is the new count.
+func (c *tryCounter) take(key string, now time.Time, maxTries int) (n int, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, found := c.m[key]
+	if !found || !now.Before(e.start.Add(c.ttl)) {
+		e = tries{start: now}
+	}
+	if e.n >= maxTries {
+		return e.n, false
+	}
+	e.n++
+	c.put(key, e, now)
+	return e.n, true
+}
+
+// restart begins a new lifetime for key with no tries, as a newly sent code would.
+func (c *tryCounter) restart(key string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.put(key, tries{start: now}, now)
+}
+
+func (c *tryCounter) put(key string, e tries, now time.Time) {
+	if _, found := c.m[key]; !found && len(c.m) >= maxTrackedKeys {
+		for k, v := range c.m {
+			if !now.Before(v.start.Add(c.ttl)) {
+				delete(c.m, k)
+			}
+		}
+	}
+	c.m[key] = e
+}
+
 // backoff is the wait after the failures: none below threshold, then base doubling with each
 // further failure, capped at ceiling. The cap is what keeps an attacker from locking the
 // owner out for good.

@@ -170,17 +170,27 @@ func (db *DB) VerificationByToken(ctx context.Context, tokenHash []byte) (hub.Ve
 	return v, wrapf(err, "verification by token")
 }
 
-// AddAttempt counts a wrong try and returns the new count.
-func (db *DB) AddAttempt(ctx context.Context, verificationID string) (int, error) {
+// ReserveAttempt counts one try unless the verification already has maxAttempts, in one
+// statement, so parallel tries cannot both see a count below the cap.
+func (db *DB) ReserveAttempt(ctx context.Context, verificationID string, maxAttempts int) (int, bool, error) {
 	var n int
+	found := true
 	err := db.tx(ctx, "verifications.attempt", func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `UPDATE verifications SET attempts = attempts + 1 WHERE id = ? RETURNING attempts`, verificationID).Scan(&n)
+		err := tx.QueryRowContext(ctx, `UPDATE verifications SET attempts = attempts + 1
+			WHERE id = ? AND attempts < ? RETURNING attempts`, verificationID, maxAttempts).Scan(&n)
 		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("verification")
+			found = false
+			return nil
 		}
-		return wrapf(err, "add attempt")
+		return wrapf(err, "reserve attempt")
 	})
-	return n, err
+	if err != nil {
+		return 0, false, err
+	}
+	if !found {
+		return maxAttempts, false, nil
+	}
+	return n, true, nil
 }
 
 // useVerification marks a verification used unless it already was, and returns its account.
@@ -230,6 +240,14 @@ func (db *DB) CreateSession(ctx context.Context, s hub.Session) error {
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?)`, s.ID, s.AccountID, s.TokenHash, ms(s.CreatedAt), ms(s.ExpiresAt), ms(s.RevokedAt), s.UserAgent, s.IP)
 		return wrapf(err, "create session")
 	})
+}
+
+// LoggedInFrom tells whether the identifier's account ever had a session from ip.
+func (db *DB) LoggedInFrom(ctx context.Context, identifier, ip string) (bool, error) {
+	var ok bool
+	err := db.reader.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM sessions s JOIN accounts a ON a.id = s.account_id
+		WHERE a.identifier = ? AND s.ip = ?)`, identifier, ip).Scan(&ok)
+	return ok, wrapf(err, "logged in from")
 }
 
 const sessionCols = `id, account_id, token_hash, created_at, expires_at, revoked_at, user_agent, ip`
