@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/devicehub/devicehub/devices"
 )
 
 // StateStore persists the broker's session state. The SQLite store implements it; writes are
@@ -221,12 +224,26 @@ func (h *storageHook) OnRetainedExpired(topic string) { h.apply(StateOp{Key: ret
 func (h *storageHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
 	// mochi records our own PUBACK to an inbound QoS 1 publish as in flight and completes it
 	// right after sending it: persisting that would cost two commits per message for nothing.
-	if cl.Net.Inline || pk.FixedHeader.Type == packets.Puback {
+	if cl.Net.Inline || pk.FixedHeader.Type == packets.Puback || !persistable(pk.TopicName) {
 		return
 	}
 	k := inflightKey(cl.ID, pk.PacketID)
 	h.inflight.Store(k, struct{}{})
 	h.apply(put(k, storage.InflightKey, message(k, storage.InflightKey, cl, pk, sent)))
+}
+
+// persistable says whether an in-flight message to a client is written to the database.
+// The hub's own messages to a device are not: its commands topic carries secrets (the
+// binding secret in "bound", link keys in "paired") and its response topic bind codes, which
+// must not sit in plain text in the database, and neither needs the broker's copy to survive
+// a restart. The hub's store is their queue: owner commands, settings and pairing notices
+// are sent again from it each time the device subscribes; a lost response is a request to
+// send again, and a lost "bound" a binding to repeat (binding again to the same account
+// issues a new secret). Sync entries are not persisted here either (relay.go). So nothing
+// of the hub's topic trees (devices/…, accounts/…, an MQTT 5 response topic included) is
+// persisted; other topics are (anonymous experiments).
+func persistable(topic string) bool {
+	return !strings.HasPrefix(topic, devices.DevicesPrefix+"/") && !strings.HasPrefix(topic, devices.AccountsPrefix+"/")
 }
 
 func (h *storageHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
