@@ -294,6 +294,7 @@ var linkRE = regexp.MustCompile(`/api/v1/accounts/confirm\?token=([A-Za-z0-9_-]+
 // the challenge), confirm with the code from the outbox, sign in, bind a band by its code,
 // rename it, see its telemetry charted after it syncs, lock a phone and see the command
 // acknowledged, see sessions and the audit log, try another account's device URL (404),
+// unbind the band (a wrong password refused, the right one accepted),
 // confirm another account by the emailed link, reset the password from the forgot page (the
 // old session ends), sign in with the new one, and sign out.
 func TestPortalInBrowser(t *testing.T) {
@@ -505,6 +506,24 @@ func TestPortalInBrowser(t *testing.T) {
 		}
 	}
 	b.shot("notfound")
+
+	// Unbind the band from its page: the password is asked again; a wrong one is refused
+	// with the error on the page and the band stays, the right one unbinds it.
+	b.step("device-unbind", 200, chromedp.Navigate(h.URL()+"/devices/"+band[0].DeviceID))
+	b.do(b.fill("#unbind-password", "not the password"))
+	b.step("unbind-wrong-password", 401, chromedp.Click(chromedp.CSS("#unbind-submit")))
+	if msg := b.errorText(); !strings.Contains(msg, "password") {
+		t.Fatalf("unbind with a wrong password: error %q", msg)
+	}
+	b.shot("unbind-refused")
+	if ds, err := api.WithToken(annaLogin.Token).Devices(ctx); err != nil || len(ds) != 2 {
+		t.Fatalf("devices after a refused unbind: %d %v", len(ds), err)
+	}
+	b.do(b.fill("#unbind-password", password))
+	b.step("unbind-submit", 200, chromedp.Click(chromedp.CSS("#unbind-submit")))
+	if loc := b.location(); loc != "/devices?done=unbound" || b.eval(`String(document.querySelectorAll('`+row+`').length)`) != "0" {
+		t.Fatalf("after unbinding: at %s, band row %q", loc, b.text(row))
+	}
 
 	// Confirm by the emailed link: a third person registers; opening the link in the browser
 	// gives the portal's page, and one click confirms.
