@@ -25,7 +25,7 @@ import (
 )
 
 // BenchmarkRelayVsBareMochi runs the same QoS 1 load (benchPublishers publishers, each
-// publishing and waiting for its PUBACK, one subscriber) through bare mochi (allow-all) and
+// with up to benchWindow publishes in flight, one subscriber) through bare mochi (allow-all) and
 // through the hub (authenticated bands → ACL → schema → group commit → PUBACK → relay to the
 // paired phone), in one run, and reports both and their ratio. Latency is publish → arrival
 // at the subscriber, from the sample's ts.
@@ -34,7 +34,7 @@ import (
 func BenchmarkRelayVsBareMochi(b *testing.B) {
 	const perPublisher = 400
 	for range b.N {
-		compare(b, perPublisher, 0)
+		compare(b, perPublisher, 0, 1)
 	}
 }
 
@@ -48,19 +48,22 @@ func BenchmarkRelayVsBareMochi(b *testing.B) {
 // BENCH_STORE_SYNCHRONOUS=NORMAL runs the hub with store.synchronous=NORMAL (no fsync per
 // commit; survives a process crash, not a power loss).
 func BenchmarkRelayVsBareMochiPaced(b *testing.B) {
-	for _, rate := range []int{5000, 10000, 20000} {
-		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
+	for _, c := range []struct{ rate, subscribers int }{{5000, 1}, {10000, 1}, {20000, 1}, {20000, 10}} {
+		b.Run(fmt.Sprintf("rate=%d/subscribers=%d", c.rate, c.subscribers), func(b *testing.B) {
 			for range b.N {
-				compare(b, rate*5/benchPublishers, float64(rate))
+				compare(b, c.rate*5/benchPublishers, float64(c.rate), c.subscribers)
 			}
 		})
 	}
 }
 
-// compare runs the same load through bare mochi and the hub and reports both.
-func compare(b *testing.B, perPublisher int, rate float64) {
-	bare := runBare(b, perPublisher, rate)
-	hubRes := runHub(b, perPublisher, rate)
+// compare runs the same load through bare mochi and the hub and reports both. With more
+// than one subscriber, publisher i's messages go to subscriber i % subscribers (for the hub:
+// band i is paired with phone i % subscribers), as when many people's bands each reach
+// their own phone rather than all of them one phone.
+func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
+	bare := runBare(b, perPublisher, rate, subscribers)
+	hubRes := runHub(b, perPublisher, rate, subscribers)
 	b.Logf("bare mochi: %s", bare)
 	b.Logf("hub:        %s", hubRes)
 	b.ReportMetric(bare.rate, "bare_msgs/s")
@@ -211,7 +214,7 @@ func (*allowAll) Provides(b byte) bool {
 func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool              { return true }
 
-func runBare(b *testing.B, perPublisher int, rate float64) loadResult {
+func runBare(b *testing.B, perPublisher int, rate float64, subscribers int) loadResult {
 	b.Helper()
 	srv := mqtt.New(&mqtt.Options{InlineClient: true})
 	_ = srv.AddHook(new(allowAll), nil)
@@ -230,24 +233,36 @@ func runBare(b *testing.B, perPublisher int, rate float64) loadResult {
 	b.Cleanup(func() { _ = srv.Close() })
 	url := "tcp://" + addr
 	c := newCollector()
-	sub := pahoConnect(b, url, "sub", "", "", nil)
-	tok := sub.Subscribe("bench/#", 1, func(_ paho.Client, m paho.Message) {
-		var v struct {
-			Seq uint64    `json:"seq"`
-			TS  time.Time `json:"ts"`
-		}
-		_ = json.Unmarshal(m.Payload(), &v)
-		c.add(m.Topic()+fmt.Sprint(v.Seq), v.TS)
-	})
-	tok.Wait()
+	for j := range subscribers {
+		sub := pahoConnect(b, url, fmt.Sprintf("sub%d", j), "", "", nil)
+		tok := sub.Subscribe(fmt.Sprintf("bench/g%d/#", j), 1, func(_ paho.Client, m paho.Message) {
+			var v struct {
+				Seq uint64    `json:"seq"`
+				TS  time.Time `json:"ts"`
+			}
+			_ = json.Unmarshal(m.Payload(), &v)
+			c.add(m.Topic()+fmt.Sprint(v.Seq), v.TS)
+		})
+		tok.Wait()
+	}
 	pubs := make([]paho.Client, benchPublishers)
 	for i := range pubs {
 		pubs[i] = pahoConnect(b, url, fmt.Sprintf("pub%d", i), "", "", nil)
 	}
-	return drive(b, pubs, func(i int) string { return fmt.Sprintf("bench/%d", i) }, perPublisher, rate, c)
+	return drive(b, pubs, func(i int) string { return fmt.Sprintf("bench/g%d/%d", i%subscribers, i) }, perPublisher, rate, c)
 }
 
-func runHub(b *testing.B, perPublisher int, rate float64) loadResult {
+// benchPerson is an account with a phone (its controller) in a bench hub.
+type benchPerson struct {
+	account *apiclient.Client
+	id      devices.Identity
+	secret  string
+}
+
+// benchHub starts a hub with people accounts (one phone each) and bands bands, band i
+// bound to person i % people and paired with that person's phone. It returns the bands'
+// credentials with their binding secrets.
+func benchHub(b *testing.B, people, bands int) (*apptest.Hub, []benchPerson, []apiclient.Credentials) {
 	b.Helper()
 	h := apptest.Start(b, func(c *config.Config) {
 		// The durability choice (docs/security.md) is the biggest single factor in latency.
@@ -259,21 +274,25 @@ func runHub(b *testing.B, perPublisher int, rate float64) loadResult {
 	defer cancel()
 	api := apiclient.New(h.URL())
 	api.AdminToken = h.Config.Admin.Token
-	login, err := api.CreateAccount(ctx, "bench@example.com", "bench-password-long")
+	ps := make([]benchPerson, people)
+	for j := range ps {
+		login, err := api.CreateAccount(ctx, fmt.Sprintf("bench%d@example.com", j), "bench-password-long")
+		if err != nil {
+			b.Fatal(err)
+		}
+		acc := api.WithToken(login.Token)
+		phone, err := acc.RegisterDevice(ctx, "phone", "phone", "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ps[j] = benchPerson{account: acc, id: devices.Identity{DeviceID: phone.DeviceID, AccountID: login.AccountID, Type: devices.Phone}, secret: phone.Secret}
+	}
+	creds, err := api.Provision(ctx, "band", bands)
 	if err != nil {
 		b.Fatal(err)
 	}
-	anna := api.WithToken(login.Token)
-	phone, err := anna.RegisterDevice(ctx, "phone", "phone", "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	bands, err := api.Provision(ctx, "band", benchPublishers)
-	if err != nil {
-		b.Fatal(err)
-	}
-	secrets := make([]string, len(bands))
-	for i, bd := range bands {
+	for i, bd := range creds {
+		owner := ps[i%people]
 		f, err := client.Connect(ctx, client.Options{Broker: h.MQTTURL(), DeviceID: bd.DeviceID, Secret: bd.Secret, CleanSession: true})
 		if err != nil {
 			b.Fatal(err)
@@ -284,35 +303,42 @@ func runHub(b *testing.B, perPublisher int, rate float64) loadResult {
 		}
 		var bc devices.BindCodeResult
 		_ = json.Unmarshal(raw, &bc)
-		if err := anna.Bind(ctx, bd.DeviceID, bc.Code); err != nil {
+		if err := owner.account.Bind(ctx, bd.DeviceID, bc.Code); err != nil {
 			b.Fatal(err)
 		}
 		for cmd := range f.Commands() {
 			if cmd.Type == devices.CmdBound {
 				var a devices.BoundArgs
 				_ = json.Unmarshal(cmd.Args, &a)
-				secrets[i] = a.Secret
+				creds[i].Secret = a.Secret
 				break
 			}
 		}
 		f.Close()
-		id := devices.Identity{DeviceID: phone.DeviceID, AccountID: login.AccountID, Type: devices.Phone}
-		if err := h.Hub().Pair(ctx, id, bd.DeviceID); err != nil {
+		if err := h.Hub().Pair(ctx, owner.id, bd.DeviceID); err != nil {
 			b.Fatal(err)
 		}
 	}
 	time.Sleep(300 * time.Millisecond) // factory sessions' clean-up
+	return h, ps, creds
+}
+
+func runHub(b *testing.B, perPublisher int, rate float64, subscribers int) loadResult {
+	b.Helper()
+	h, people, bands := benchHub(b, subscribers, benchPublishers)
 	c := newCollector()
-	sub := pahoConnect(b, h.MQTTURL(), phone.DeviceID, phone.DeviceID, phone.Secret, nil)
-	tok := sub.Subscribe(devices.ControllerSyncTopic(phone.DeviceID), 1, func(_ paho.Client, m paho.Message) {
-		var e devices.SyncEntry
-		_ = json.Unmarshal(m.Payload(), &e)
-		c.add(e.Device+fmt.Sprint(e.Seq), e.TS)
-	})
-	tok.Wait()
+	for _, p := range people {
+		sub := pahoConnect(b, h.MQTTURL(), p.id.DeviceID, p.id.DeviceID, p.secret, nil)
+		tok := sub.Subscribe(devices.ControllerSyncTopic(p.id.DeviceID), 1, func(_ paho.Client, m paho.Message) {
+			var e devices.SyncEntry
+			_ = json.Unmarshal(m.Payload(), &e)
+			c.add(e.Device+fmt.Sprint(e.Seq), e.TS)
+		})
+		tok.Wait()
+	}
 	pubs := make([]paho.Client, len(bands))
 	for i, bd := range bands {
-		pubs[i] = pahoConnect(b, h.MQTTURL(), bd.DeviceID, bd.DeviceID, secrets[i], nil)
+		pubs[i] = pahoConnect(b, h.MQTTURL(), bd.DeviceID, bd.DeviceID, bd.Secret, nil)
 	}
 	return drive(b, pubs, func(i int) string { return devices.TelemetryTopic(bands[i].DeviceID, devices.StreamSteps) }, perPublisher, rate, c)
 }
