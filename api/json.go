@@ -22,7 +22,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return hub.Errorf(hub.EInvalid, "Content-Type must be application/json")
+			// Strict on purpose: a cross-site HTML form can post only form or text types.
+			return hub.Errorf(hub.EInvalid, "Content-Type must be application/json: send the JSON body with the header "+
+				"Content-Type: application/json (curl: --json '{...}', or -H 'Content-Type: application/json' -d '{...}')")
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
