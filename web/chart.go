@@ -2,6 +2,7 @@ package web
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,18 +26,40 @@ const (
 // Chart is one chart's drawing, ready for the chart template.
 type Chart struct {
 	Title, Unit string
-	Class       string // extra class for the line and dots (colour)
+	Class       string // extra class for the line and dots of a one-line chart (colour)
 	W, H        float64
 	Left, Right float64 // plot area edges
 	Top, Bottom float64
 	Bars        []Bar
-	Line        string // polyline points, "x,y x,y …"
-	Dots        []Dot
+	Series      []Series // the lines of a line chart, in legend order
+	Legend      bool     // the series have names to list under the chart
 	YTicks      []Tick
 	XTicks      []Tick
 	Empty       bool   // no samples in the period
 	Summary     string // a text summary for screen readers and the page
 }
+
+// Series is one line of a line chart: a person's weights, say.
+type Series struct {
+	Name    string // the legend's label ("" for the one line of an unnamed chart)
+	Class   string // colour class of the line, its dots and its legend swatch
+	Line    string // polyline points, "x,y x,y …"
+	Dots    []Dot
+	Summary string // "Anna: 3 samples, from 61 to 62.5 kg."
+}
+
+// NamedPoints is the data of one series.
+type NamedPoints struct {
+	Name   string
+	Points []Point
+}
+
+// seriesClasses colour the lines of a chart with several (app.css has one rule each); more
+// series than colours reuse them, the legend still tells them apart by name.
+var seriesClasses = [...]string{"s0", "s1", "s2", "s3", "s4", "s5"}
+
+// maxDots is how many samples a line chart marks with dots; denser charts show the lines only.
+const maxDots = 200
 
 // Bar is one bar of a bar chart.
 type Bar struct {
@@ -56,10 +79,30 @@ type Tick struct {
 	Label string
 }
 
-// Point is one timed value.
+// Point is one timed value. Group names the series it belongs to in a chart that has several
+// (the person weighed); "" for streams of one series.
 type Point struct {
-	T time.Time
-	V float64
+	T     time.Time
+	V     float64
+	Group string
+}
+
+// ByGroup splits points into one series per Group, ordered by name; each keeps the points'
+// order.
+func ByGroup(pts []Point) []NamedPoints {
+	index := map[string]int{}
+	var out []NamedPoints
+	for _, p := range pts {
+		i, ok := index[p.Group]
+		if !ok {
+			i = len(out)
+			index[p.Group] = i
+			out = append(out, NamedPoints{Name: p.Group})
+		}
+		out[i].Points = append(out[i].Points, p)
+	}
+	slices.SortStableFunc(out, func(a, b NamedPoints) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 func newChart(title, unit string) Chart {
@@ -136,15 +179,26 @@ func BarChart(title, unit string, labels []string, values []float64) Chart {
 
 // LineChart draws timed values between from and to, the value axis fitted to the data.
 func LineChart(title, unit string, pts []Point, from, to time.Time) Chart {
+	return MultiLineChart(title, unit, []NamedPoints{{Points: pts}}, from, to)
+}
+
+// MultiLineChart draws one line per series between from and to on one value axis fitted to
+// all of them. Named series get a colour each and a legend; a chart of one unnamed series is
+// LineChart's.
+func MultiLineChart(title, unit string, series []NamedPoints, from, to time.Time) Chart {
 	c := newChart(title, unit)
-	if len(pts) == 0 || !to.After(from) {
+	n := 0
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, s := range series {
+		n += len(s.Points)
+		for _, p := range s.Points {
+			lo, hi = math.Min(lo, p.V), math.Max(hi, p.V)
+		}
+	}
+	if n == 0 || !to.After(from) {
 		c.Empty = true
 		c.Summary = "No data in this period."
 		return c
-	}
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, p := range pts {
-		lo, hi = math.Min(lo, p.V), math.Max(hi, p.V)
 	}
 	minV, maxV := lo, hi
 	lo, hi, step := niceScale(lo, hi, yTickCount)
@@ -160,21 +214,54 @@ func LineChart(title, unit string, pts []Point, from, to time.Time) Chart {
 		t := from.Add(time.Duration(float64(to.Sub(from)) * float64(i) / float64(maxXTicks-1)))
 		c.XTicks = append(c.XTicks, Tick{Pos: round1(x(t)), Label: t.UTC().Format(format)})
 	}
-	var b strings.Builder
-	for i, p := range pts {
-		px, py := round1(x(p.T)), round1(y(p.V))
-		if i > 0 {
-			b.WriteByte(' ')
+	var names []string
+	for i, s := range series {
+		if len(s.Points) == 0 {
+			continue
 		}
-		b.WriteString(formatNum(px) + "," + formatNum(py))
-		// Dots only while they stay readable; the line carries dense series.
-		if len(pts) <= 200 {
-			c.Dots = append(c.Dots, Dot{X: px, Y: py, Label: p.T.UTC().Format(dayHourFormat) + ": " + formatNum(p.V) + " " + unit})
+		sr := Series{Name: s.Name}
+		if s.Name != "" {
+			c.Legend = true
+			sr.Class = seriesClasses[i%len(seriesClasses)]
+			names = append(names, s.Name)
 		}
+		var b strings.Builder
+		slo, shi := math.Inf(1), math.Inf(-1)
+		for j, p := range s.Points {
+			px, py := round1(x(p.T)), round1(y(p.V))
+			if j > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(formatNum(px) + "," + formatNum(py))
+			slo, shi = math.Min(slo, p.V), math.Max(shi, p.V)
+			// Dots only while they stay readable; the lines carry dense series.
+			if n <= maxDots {
+				label := p.T.UTC().Format(dayHourFormat) + ": " + formatNum(p.V) + " " + unit
+				if s.Name != "" {
+					label = s.Name + ", " + label
+				}
+				sr.Dots = append(sr.Dots, Dot{X: px, Y: py, Label: label})
+			}
+		}
+		sr.Line = b.String()
+		if s.Name != "" {
+			sr.Summary = s.Name + ": " + samples(len(s.Points)) + ", from " + formatNum(slo) + " to " + formatNum(shi) + " " + unit + "."
+		}
+		c.Series = append(c.Series, sr)
 	}
-	c.Line = b.String()
-	c.Summary = strconv.Itoa(len(pts)) + " samples, from " + formatNum(minV) + " to " + formatNum(maxV) + " " + unit + "."
+	c.Summary = samples(n) + ", from " + formatNum(minV) + " to " + formatNum(maxV) + " " + unit + "."
+	if len(names) > 1 {
+		c.Summary = samples(n) + " of " + strconv.Itoa(len(names)) + " people (" + strings.Join(names, ", ") + "), from " +
+			formatNum(minV) + " to " + formatNum(maxV) + " " + unit + "."
+	}
 	return c
+}
+
+func samples(n int) string {
+	if n == 1 {
+		return "1 sample"
+	}
+	return strconv.Itoa(n) + " samples"
 }
 
 // DailySums adds values up per UTC day from from's day to to's day, one entry per day (zero

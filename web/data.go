@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/devicehub/devicehub/devices"
@@ -34,17 +36,86 @@ func periods() []period {
 	}
 }
 
+const (
+	// customPeriod is the period selector's choice that takes the from and to dates.
+	customPeriod = "custom"
+	// maxCustomDays bounds a custom period (both days counted): a year, leap years too.
+	// Longer periods would be all page limit and no chart.
+	maxCustomDays = 366
+	dateFormat    = "2006-01-02"
+)
+
+// chosenPeriod is the time range a data page shows.
+type chosenPeriod struct {
+	Key      string // a preset's key or customPeriod
+	From, To time.Time
+}
+
+// choosePeriod reads the period from the query: period=custom (or no period but dates)
+// takes from and to, whole UTC days, to at most today; anything else is a preset, 7 days by
+// default. A bad custom range is an invalid error naming the field.
+func choosePeriod(q url.Values, now time.Time) (chosenPeriod, error) {
+	now = now.UTC()
+	key := q.Get("period")
+	fromS, toS := strings.TrimSpace(q.Get("from")), strings.TrimSpace(q.Get("to"))
+	if key != customPeriod && (key != "" || fromS == "" && toS == "") {
+		for _, pr := range periods() {
+			if pr.Key == key {
+				return chosenPeriod{Key: key, From: now.Add(-pr.Span), To: now}, nil
+			}
+		}
+		return chosenPeriod{Key: "7d", From: now.Add(-7 * 24 * time.Hour), To: now}, nil
+	}
+	c := chosenPeriod{Key: customPeriod}
+	switch {
+	case fromS == "":
+		return c, hub.FieldError(hub.EInvalid, "from", "choose the first day of the period")
+	case toS == "":
+		return c, hub.FieldError(hub.EInvalid, "to", "choose the last day of the period")
+	}
+	from, err := time.Parse(dateFormat, fromS)
+	if err != nil {
+		return c, hub.FieldError(hub.EInvalid, "from", "the first day is not a date such as 2026-01-31")
+	}
+	last, err := time.Parse(dateFormat, toS)
+	if err != nil {
+		return c, hub.FieldError(hub.EInvalid, "to", "the last day is not a date such as 2026-01-31")
+	}
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	switch {
+	case last.Before(from):
+		return c, hub.FieldError(hub.EInvalid, "to", "the last day is before the first day")
+	case from.After(today):
+		return c, hub.FieldError(hub.EInvalid, "from", "the first day is in the future")
+	case last.Sub(from) >= maxCustomDays*24*time.Hour:
+		return c, hub.FieldError(hub.EInvalid, "to", "a period is at most %d days", maxCustomDays)
+	}
+	c.From = from
+	// The last day counts whole, up to now when it is today (or later).
+	c.To = last.Add(24*time.Hour - time.Nanosecond)
+	if c.To.After(now) {
+		c.To = now
+	}
+	return c, nil
+}
+
 type dataPageData struct {
-	Devices   []hub.DeviceView
-	Device    *hub.DeviceView
-	Periods   []period
-	Period    string
-	From, To  time.Time
-	Charts    []Chart
-	Truncated bool
+	Devices []hub.DeviceView
+	Device  *hub.DeviceView
+	Periods []period
+	Period  string
+	// FromDate and ToDate are the date inputs' values: the custom dates as typed, or the
+	// days of the preset period shown.
+	FromDate, ToDate string
+	Today            string
+	From, To         time.Time
+	Charts           []Chart
+	Truncated        bool
 	// NoStreams: the device records none of the charted streams.
 	NoStreams   bool
 	Unavailable bool
+	// Invalid: the period could not be read; the page shows the error and no charts.
+	Invalid bool
 }
 
 // unavailable reports whether err says a hub feature is switched off or not built yet
@@ -68,12 +139,15 @@ func (p *Portal) dataPage(rq *request) {
 		p.fail(rq, err)
 		return
 	}
-	d := dataPageData{Devices: all, Periods: periods(), Period: "7d"}
-	span := 7 * 24 * time.Hour
-	for _, pr := range d.Periods {
-		if pr.Key == q.Get("period") {
-			d.Period, span = pr.Key, pr.Span
-		}
+	now := p.clock.Now().UTC()
+	d := dataPageData{Devices: all, Periods: periods(), Today: now.Format(dateFormat)}
+	per, perr := choosePeriod(q, now)
+	d.Period, d.From, d.To = per.Key, per.From, per.To
+	if perr != nil {
+		d.Invalid = true
+		d.FromDate, d.ToDate = q.Get("from"), q.Get("to")
+	} else {
+		d.FromDate, d.ToDate = d.From.Format(dateFormat), d.To.Format(dateFormat)
 	}
 	if id == "" {
 		// No choice yet: the first device that records something we chart.
@@ -87,6 +161,10 @@ func (p *Portal) dataPage(rq *request) {
 	pg := page{Title: "Data", Nav: "data"}
 	if id == "" {
 		pg.Data = d
+		if perr != nil {
+			p.formError(rq, "data", pg, perr)
+			return
+		}
 		p.render(rq, http.StatusOK, "data", pg)
 		return
 	}
@@ -96,8 +174,11 @@ func (p *Portal) dataPage(rq *request) {
 		return
 	}
 	d.Device = &dev
-	d.To = p.clock.Now().UTC()
-	d.From = d.To.Add(-span)
+	if perr != nil {
+		pg.Title, pg.Data = "Data: "+dev.Name, d
+		p.formError(rq, "data", pg, perr)
+		return
+	}
 	streams := chartStreams(dev.Type)
 	d.NoStreams = len(streams) == 0
 	for _, s := range streams {
@@ -118,7 +199,8 @@ func (p *Portal) dataPage(rq *request) {
 		case devices.StreamHeartRate:
 			d.Charts = append(d.Charts, LineChart("Heart rate", "bpm", pts, d.From, d.To))
 		case devices.StreamWeight:
-			c := LineChart("Weight", "kg", pts, d.From, d.To)
+			// A scale weighs several people: one line each, named in the legend.
+			c := MultiLineChart("Weight", "kg", ByGroup(pts), d.From, d.To)
 			c.Class = "weight"
 			d.Charts = append(d.Charts, c)
 		}
@@ -154,11 +236,11 @@ func (p *Portal) series(rq *request, deviceID, stream string, from, to time.Time
 			return nil, false, err
 		}
 		for _, s := range pg.Samples {
-			v, err := sampleValue(stream, s.Data)
+			v, group, err := sampleValue(stream, s.Data)
 			if err != nil {
 				return nil, false, fmt.Errorf("telemetry %s of %s: %w", stream, deviceID, err)
 			}
-			pts = append(pts, Point{T: s.TS, V: v})
+			pts = append(pts, Point{T: s.TS, V: v, Group: group})
 		}
 		if pg.Next == 0 {
 			// Samples come in commit order; a device that synced late sent older samples
@@ -172,13 +254,18 @@ func (p *Portal) series(rq *request, deviceID, stream string, from, to time.Time
 	return pts, true, nil
 }
 
-// sampleValue is the charted number of one sample's body.
-func sampleValue(stream string, data any) (float64, error) {
+// unnamedPerson labels weights whose sample names nobody (the schema requires a name; older
+// data may lack one).
+const unnamedPerson = "(no name)"
+
+// sampleValue is the charted number of one sample's body and the series it belongs to: the
+// person weighed for weight, "" for the other streams.
+func sampleValue(stream string, data any) (float64, string, error) {
 	raw, ok := data.(json.RawMessage)
 	if !ok {
 		b, err := json.Marshal(data)
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		raw = b
 	}
@@ -186,19 +273,23 @@ func sampleValue(stream string, data any) (float64, error) {
 	case devices.StreamSteps:
 		var s devices.StepsSample
 		err := json.Unmarshal(raw, &s)
-		return float64(s.Count), err
+		return float64(s.Count), "", err
 	case devices.StreamHeartRate:
 		var s devices.HeartRateSample
 		err := json.Unmarshal(raw, &s)
-		return float64(s.BPM), err
+		return float64(s.BPM), "", err
 	case devices.StreamWeight:
 		var s devices.WeightSample
 		err := json.Unmarshal(raw, &s)
-		return s.KG, err
+		person := strings.TrimSpace(s.Person)
+		if person == "" {
+			person = unnamedPerson
+		}
+		return s.KG, person, err
 	case devices.StreamBattery:
 		var s devices.BatterySample
 		err := json.Unmarshal(raw, &s)
-		return s.Percent, err
+		return s.Percent, "", err
 	}
-	return 0, fmt.Errorf("stream %q is not charted", stream)
+	return 0, "", fmt.Errorf("stream %q is not charted", stream)
 }
