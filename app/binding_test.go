@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -538,4 +540,151 @@ func noClientsConnected(t *testing.T, h *apptest.Hub) {
 		}
 		return nil
 	})
+}
+
+// TestRefusedBindsAudited: every refused bind is in the caller's audit log, and says no more
+// than the answer did: an unknown device ID, a device with no code, a wrong code and a code
+// out of tries all read invalid_code, so the log cannot tell which device IDs exist. A bind
+// of another account's device is recorded for its owner (not who tried) and as
+// device_locked, without the device, for the caller.
+func TestRefusedBindsAudited(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	unknown := "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	fresh := w.provision(t, "band") // exists, unbound, never asked for a code
+	cases := []struct{ name, device, code string }{
+		{"unknown device", unknown, "123456"},
+		{"no code", fresh.DeviceID, "123456"},
+	}
+	for _, tc := range cases {
+		if err := w.boris.Bind(ctx, tc.device, tc.code); apiclient.Code(err) != "invalid_code" {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+	}
+	gadget := w.connect(t, fresh.DeviceID, fresh.Secret)
+	code := bindCode(t, gadget)
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	for range 5 {
+		if err := w.boris.Bind(ctx, fresh.DeviceID, wrong); apiclient.Code(err) != "invalid_code" {
+			t.Fatalf("wrong code: %v", err)
+		}
+	}
+	if err := w.boris.Bind(ctx, fresh.DeviceID, code); apiclient.Code(err) != "invalid_code" {
+		t.Fatalf("right code with no tries left: %v", err)
+	}
+	audit, err := w.boris.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDevice := map[string][]apiclient.AuditEntry{}
+	for _, e := range audit {
+		if e.Event == "bind_refused" {
+			byDevice[e.DeviceID] = append(byDevice[e.DeviceID], e)
+		}
+	}
+	if len(byDevice[unknown]) != 1 || len(byDevice[fresh.DeviceID]) != 7 {
+		t.Fatalf("refused binds audited: %d for the unknown ID, %d for the band (want 1 and 7): %+v", len(byDevice[unknown]), len(byDevice[fresh.DeviceID]), audit)
+	}
+	for _, es := range byDevice {
+		for _, e := range es {
+			if e.Detail != "invalid_code" || e.Actor != "http" {
+				t.Errorf("refused bind entry says more than the answer: %+v", e)
+			}
+		}
+	}
+
+	// Anna's band: Boris's try is in Anna's log without naming him, in his without the band.
+	band, _, bound := w.bindBand(t)
+	if err := w.boris.Bind(ctx, band.DeviceID, bindCode(t, bound)); apiclient.Code(err) != "device_locked" {
+		t.Fatalf("Boris binding Anna's band: %v", err)
+	}
+	mine, _ := w.anna.Audit(ctx)
+	found := false
+	for _, e := range mine {
+		if e.Event == "bind_refused" && e.DeviceID == band.DeviceID {
+			found = true
+			if s := fmt.Sprintf("%+v", e); strings.Contains(s, w.borisID) || strings.Contains(s, w.borisPhone.DeviceID) {
+				t.Errorf("the owner's entry names who tried: %+v", e)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("Anna's audit lacks the refused bind of her band: %+v", mine)
+	}
+	theirs, _ := w.boris.Audit(ctx)
+	if theirs[0].Event != "bind_refused" || theirs[0].Detail != "device_locked" || theirs[0].DeviceID != "" {
+		t.Errorf("Boris's entry for the locked device: %+v", theirs[0])
+	}
+	for _, e := range theirs {
+		if s := fmt.Sprintf("%+v", e); strings.Contains(s, w.annaID) {
+			t.Errorf("Boris's audit names the owner: %+v", e)
+		}
+	}
+}
+
+// TestParallelBindsWithOneCode: twenty binds with the same right code at once bind the
+// device once (one binding secret issued); the others are answered idempotently or, having
+// found the 5 tries used up, refused; parallel wrong tries count against the 5 tries all the
+// same.
+func TestParallelBindsWithOneCode(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	band := w.provision(t, "band")
+	gadget := w.connect(t, band.DeviceID, band.Secret)
+	code := bindCode(t, gadget)
+	errs := make(chan error, 20)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() { errs <- w.anna.Bind(ctx, band.DeviceID, code) })
+	}
+	wg.Wait()
+	close(errs)
+	ok := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case apiclient.Code(err) != "invalid_code":
+			// Only 5 tries exist: a bind that found none left before the winner committed
+			// is refused like any other.
+			t.Fatalf("parallel bind: %v", err)
+		}
+	}
+	if ok == 0 {
+		t.Fatal("no parallel bind succeeded")
+	}
+	audit, _ := w.anna.Audit(ctx)
+	binds := 0
+	for _, e := range audit {
+		if e.Event == "bind" && e.DeviceID == band.DeviceID {
+			binds++
+		}
+	}
+	if binds != 1 {
+		t.Fatalf("%d bind events for one code, want 1", binds)
+	}
+
+	other := w.provision(t, "band")
+	g2 := w.connect(t, other.DeviceID, other.Secret)
+	code = bindCode(t, g2)
+	wrong := make([]string, 0, 30)
+	for i := 0; len(wrong) < 30; i++ {
+		if c := fmt.Sprintf("%06d", i); c != code {
+			wrong = append(wrong, c)
+		}
+	}
+	for _, c := range wrong {
+		wg.Go(func() {
+			if err := w.boris.Bind(ctx, other.DeviceID, c); apiclient.Code(err) != "invalid_code" {
+				t.Errorf("wrong code %s: %v", c, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := w.boris.Bind(ctx, other.DeviceID, code); apiclient.Code(err) != "invalid_code" {
+		t.Fatalf("right code after 30 parallel wrong tries: %v", err)
+	}
 }

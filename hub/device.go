@@ -35,7 +35,7 @@ type BindCode struct {
 	DeviceID  string
 	CodeHash  []byte
 	ExpiresAt time.Time
-	Attempts  int
+	Attempts  int // tries so far, the one being made included
 }
 
 // AuditEntry is one security-relevant event, readable by the account's owner.
@@ -71,13 +71,16 @@ type DeviceStore interface {
 	DevicesByAccount(ctx context.Context, accountID string) ([]Device, error)
 	// SaveBindCode replaces the device's bind code.
 	SaveBindCode(ctx context.Context, c BindCode) error
-	BindCodeFor(ctx context.Context, deviceID string) (BindCode, error)
-	// CountBindCodeAttempt adds one wrong try to the device's code.
-	CountBindCodeAttempt(ctx context.Context, deviceID string) error
+	// TakeBindCodeTry counts one try on the device's bind code and returns the code, as one
+	// atomic step, if the code is valid at now and had fewer than maxTries tries; otherwise
+	// it counts nothing and fails with not_found (the message says why).
+	TakeBindCodeTry(ctx context.Context, deviceID string, now time.Time, maxTries int) (BindCode, error)
 	// BindDevice sets the device's account and binding secret and removes its bind code, in
 	// one transaction. It fails with device_locked when the device is bound to another
-	// account by then (the check in the hub raced with another binding).
-	BindDevice(ctx context.Context, deviceID, accountID string, secretHash []byte, at time.Time) error
+	// account by then (the check in the hub raced with another binding). With codeHash set
+	// it consumes that bind code, and fails with invalid_code when the code is gone (a
+	// parallel bind with the same code used it): a code binds once.
+	BindDevice(ctx context.Context, deviceID, accountID string, secretHash, codeHash []byte, at time.Time) error
 	// UnbindDevice clears the account and binding secret, and removes the device's bind code
 	// and pairings, in one transaction.
 	UnbindDevice(ctx context.Context, deviceID string) error

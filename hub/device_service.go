@@ -186,7 +186,7 @@ func (h *Hub) rebind(ctx context.Context, d Device, accountID, secret string, no
 	if err != nil {
 		return err
 	}
-	if err := h.store.BindDevice(ctx, d.ID, accountID, sh, now); err != nil {
+	if err := h.store.BindDevice(ctx, d.ID, accountID, sh, nil, now); err != nil {
 		return err
 	}
 	if _, s := h.transport(); s != nil && d.SecretHash != nil {
@@ -298,6 +298,12 @@ type BindResult struct {
 
 // Bind binds a gadget to the account with the code it shows. actor is who asked (a
 // controller's device ID, or "http").
+//
+// Every refused bind is audited in the caller's account, with the answer the caller got and
+// nothing more: an unknown device, a missing, expired or used-up code and a wrong code all
+// read invalid_code, so the audit log cannot tell a caller which device IDs exist either. A
+// device of another account is device_locked for the caller, and its owner's log records the
+// attempt (never who made it).
 func (h *Hub) Bind(ctx context.Context, accountID, deviceID, code, actor string) (BindResult, error) {
 	invalid := FieldError(EInvalidCode, "code", "wrong or expired code: ask the device for a new one")
 	if devices.ValidIdentifier(deviceID) != nil {
@@ -306,50 +312,66 @@ func (h *Hub) Bind(ctx context.Context, accountID, deviceID, code, actor string)
 	if len(code) != 6 || strings.Trim(code, "0123456789") != "" {
 		return BindResult{}, FieldError(EInvalid, "code", "code is the 6 digits the device shows")
 	}
+	refused := func(why string) (BindResult, error) {
+		h.log.Info("bind refused", "device", deviceID, "actor", actor, "reason", why)
+		h.audit(ctx, AuditEntry{AccountID: accountID, DeviceID: deviceID, Event: AuditBindRefused, Detail: EInvalidCode, Actor: actor})
+		return BindResult{}, invalid
+	}
 	d, err := h.store.DeviceByID(ctx, deviceID)
 	if err != nil {
 		if ErrorCode(err) == ENotFound {
 			// The same answer as a wrong code: an unknown ID reveals nothing.
-			return BindResult{}, invalid
+			return refused("unknown device")
 		}
 		return BindResult{}, err
 	}
 	if d.AccountID != "" && d.AccountID != accountID {
 		h.audit(ctx, AuditEntry{AccountID: d.AccountID, DeviceID: d.ID, Event: AuditBindRefused, Detail: "another account tried to bind this device", Actor: "-"})
-		h.audit(ctx, AuditEntry{AccountID: accountID, Event: AuditBindRefused, Detail: "device_locked", Actor: actor})
+		h.audit(ctx, AuditEntry{AccountID: accountID, Event: AuditBindRefused, Detail: EDeviceLocked, Actor: actor})
 		return BindResult{}, Errorf(EDeviceLocked, "this device is locked to its owner's account; the owner must unbind it first")
 	}
-	bc, err := h.store.BindCodeFor(ctx, deviceID)
-	if err != nil && ErrorCode(err) != ENotFound {
-		return BindResult{}, err
+	idempotent := BindResult{DeviceID: d.ID, AccountID: accountID, Type: d.Type}
+	// boundHere reads the device again: a parallel bind with the same code may have bound it
+	// to this account meanwhile, which makes this bind an idempotent repeat.
+	boundHere := func() bool {
+		cur, err := h.store.DeviceByID(ctx, d.ID)
+		return err == nil && cur.AccountID == accountID
 	}
 	now := h.clock.Now()
-	if err != nil || !now.Before(bc.ExpiresAt) || bc.Attempts >= bindCodeMaxTries {
-		if d.AccountID == accountID {
-			return BindResult{DeviceID: d.ID, AccountID: accountID, Type: d.Type}, nil // idempotent
+	// The try is counted before the code is compared, in one statement with the check that
+	// tries are left, so parallel wrong tries cannot exceed the limit.
+	bc, err := h.store.TakeBindCodeTry(ctx, deviceID, now, bindCodeMaxTries)
+	if err != nil {
+		if ErrorCode(err) != ENotFound {
+			return BindResult{}, err
 		}
-		return BindResult{}, invalid
+		if d.AccountID == accountID || boundHere() {
+			return idempotent, nil
+		}
+		return refused(AsError(err).Message)
 	}
 	want, err := h.mac(ctx, "bindcode", deviceID, code)
 	if err != nil {
 		return BindResult{}, err
 	}
 	if !hmac.Equal(want, bc.CodeHash) {
-		if err := h.store.CountBindCodeAttempt(ctx, deviceID); err != nil {
-			return BindResult{}, err
-		}
 		if d.AccountID == accountID {
-			return BindResult{DeviceID: d.ID, AccountID: accountID, Type: d.Type}, nil
+			return idempotent, nil
 		}
-		h.audit(ctx, AuditEntry{AccountID: accountID, DeviceID: d.ID, Event: AuditBindRefused, Detail: "wrong code", Actor: actor})
-		return BindResult{}, invalid
+		return refused("wrong code")
 	}
 	secret := RandomToken(deviceSecretBytes)
 	sh, err := h.mac(ctx, "binding", d.ID, secret)
 	if err != nil {
 		return BindResult{}, err
 	}
-	if err := h.store.BindDevice(ctx, d.ID, accountID, sh, now); err != nil {
+	if err := h.store.BindDevice(ctx, d.ID, accountID, sh, bc.CodeHash, now); err != nil {
+		if ErrorCode(err) == EInvalidCode {
+			if boundHere() {
+				return idempotent, nil
+			}
+			return refused("code used meanwhile")
+		}
 		return BindResult{}, err
 	}
 	h.audit(ctx, AuditEntry{AccountID: accountID, DeviceID: d.ID, Event: AuditBind, Detail: string(d.Type), Actor: actor})

@@ -106,34 +106,58 @@ func (db *DB) SaveBindCode(ctx context.Context, c hub.BindCode) error {
 	})
 }
 
-// BindCodeFor returns the device's current bind code.
-func (db *DB) BindCodeFor(ctx context.Context, deviceID string) (hub.BindCode, error) {
+// TakeBindCodeTry counts one try on the device's bind code and returns the code, in one
+// statement, if the code is still valid at now and had tries left: parallel tries cannot
+// all read "4 tries so far" and all be compared. Otherwise it counts nothing and fails with
+// not_found, the message saying why (no code, expired, no tries left).
+func (db *DB) TakeBindCodeTry(ctx context.Context, deviceID string, now time.Time, maxTries int) (hub.BindCode, error) {
 	c := hub.BindCode{DeviceID: deviceID}
-	var exp int64
-	err := db.writer.QueryRowContext(ctx, `SELECT code_hash, expires_at, attempts FROM bind_codes WHERE device_id = ?`, deviceID).Scan(&c.CodeHash, &exp, &c.Attempts)
-	if errors.Is(err, sql.ErrNoRows) {
-		return hub.BindCode{}, notFound("bind code")
-	}
+	err := db.tx(ctx, "bind_codes.try", func(tx *sql.Tx) error {
+		var exp int64
+		err := tx.QueryRowContext(ctx, `UPDATE bind_codes SET attempts = attempts + 1
+			WHERE device_id = ? AND attempts < ? AND expires_at > ?
+			RETURNING code_hash, expires_at, attempts`, deviceID, maxTries, ms(now)).Scan(&c.CodeHash, &exp, &c.Attempts)
+		if err == nil {
+			c.ExpiresAt = fromMS(exp)
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("bind code try: %w", err)
+		}
+		var attempts int
+		switch err := tx.QueryRowContext(ctx, `SELECT expires_at, attempts FROM bind_codes WHERE device_id = ?`, deviceID).Scan(&exp, &attempts); {
+		case errors.Is(err, sql.ErrNoRows):
+			return hub.Errorf(hub.ENotFound, "no bind code")
+		case err != nil:
+			return fmt.Errorf("bind code try: %w", err)
+		case attempts >= maxTries:
+			return hub.Errorf(hub.ENotFound, "bind code has no tries left")
+		default:
+			return hub.Errorf(hub.ENotFound, "bind code expired")
+		}
+	})
 	if err != nil {
-		return hub.BindCode{}, fmt.Errorf("bind code: %w", err)
+		return hub.BindCode{}, err
 	}
-	c.ExpiresAt = fromMS(exp)
 	return c, nil
 }
 
-// CountBindCodeAttempt adds a wrong try.
-func (db *DB) CountBindCodeAttempt(ctx context.Context, deviceID string) error {
-	return db.tx(ctx, "bind_codes.attempt", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE bind_codes SET attempts = attempts + 1 WHERE device_id = ?`, deviceID)
-		return wrapf(err, "count bind code attempt")
-	})
-}
-
-// BindDevice binds the device and consumes its bind code in one transaction. The account
-// check is repeated inside the transaction so two owners racing cannot both win.
-func (db *DB) BindDevice(ctx context.Context, deviceID, accountID string, secretHash []byte, at time.Time) error {
+// BindDevice binds the device and removes its bind code in one transaction. The account
+// check is repeated inside the transaction so two owners racing cannot both win. With
+// codeHash set, the code must still be there with that hash and is consumed here, so of
+// parallel binds with the same right code only one binds (the others get invalid_code).
+func (db *DB) BindDevice(ctx context.Context, deviceID, accountID string, secretHash, codeHash []byte, at time.Time) error {
 	return db.tx(ctx, "devices.bind", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE devices SET account_id = ?, secret_hash = ?, bound_at = CASE WHEN account_id IS ? THEN bound_at ELSE ? END
+		res, err := tx.ExecContext(ctx, `DELETE FROM bind_codes WHERE device_id = ?1 AND (?2 IS NULL OR code_hash = ?2)`, deviceID, codeHash)
+		if err != nil {
+			return fmt.Errorf("consume bind code: %w", err)
+		}
+		if codeHash != nil {
+			if n, _ := res.RowsAffected(); n == 0 {
+				return hub.Errorf(hub.EInvalidCode, "the bind code was used meanwhile")
+			}
+		}
+		res, err = tx.ExecContext(ctx, `UPDATE devices SET account_id = ?, secret_hash = ?, bound_at = CASE WHEN account_id IS ? THEN bound_at ELSE ? END
 			WHERE id = ? AND (account_id IS NULL OR account_id = ?)`, accountID, secretHash, accountID, ms(at), deviceID, accountID)
 		if err != nil {
 			return fmt.Errorf("bind device: %w", err)
@@ -141,8 +165,7 @@ func (db *DB) BindDevice(ctx context.Context, deviceID, accountID string, secret
 		if n, _ := res.RowsAffected(); n == 0 {
 			return hub.Errorf(hub.EDeviceLocked, "this device is locked to its owner's account")
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM bind_codes WHERE device_id = ?`, deviceID)
-		return wrapf(err, "consume bind code")
+		return nil
 	})
 }
 
