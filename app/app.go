@@ -43,6 +43,8 @@ type App struct {
 	ready   atomic.Bool
 	served  chan error
 
+	brokerClosed bool // mochi's Close must run once; shutdown closes it before closeAll
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -197,8 +199,9 @@ func (a *App) Hub() *hub.Hub { return a.hub }
 // Metrics is the process's collectors.
 func (a *App) Metrics() *metrics.Metrics { return a.metrics }
 
-// Shutdown stops accepting, lets in-flight requests finish until ctx ends, disconnects MQTT
-// clients and closes the store cleanly (WAL checkpointed).
+// Shutdown stops accepting on every listener, lets in-flight work finish (HTTP requests until
+// ctx ends, then their connections are closed; the MQTT clients' publishes under way), and
+// then closes the store cleanly (WAL checkpointed).
 func (a *App) Shutdown(ctx context.Context) error {
 	a.shutdownOnce.Do(func() { a.shutdownErr = a.shutdown(ctx) })
 	return a.shutdownErr
@@ -207,10 +210,26 @@ func (a *App) Shutdown(ctx context.Context) error {
 func (a *App) shutdown(ctx context.Context) error {
 	a.ready.Store(false)
 	var errs []error
+	// Every listener stops accepting at once. http.Server.Shutdown closes its listener first
+	// and then waits for the requests in flight, so it runs beside the broker's Close, which
+	// closes the MQTT listeners and then disconnects the clients, waiting for their
+	// goroutines (a publish being committed finishes; its PUBACK may not go out, and the
+	// client sends it again). The broker used to be closed only after the HTTP shutdown, so
+	// MQTT kept accepting connections for as long as a slow request held that up.
+	httpDone := make(chan error, 1)
 	if a.httpSrv != nil {
-		if err := a.httpSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
-		}
+		go func() { httpDone <- a.httpSrv.Shutdown(ctx) }()
+	} else {
+		httpDone <- nil
+	}
+	if a.broker != nil {
+		errs = append(errs, a.broker.Close())
+		a.brokerClosed = true
+	}
+	if err := <-httpDone; err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		// Out of time: end the requests still running before the store closes under them.
+		_ = a.httpSrv.Close()
 	}
 	errs = append(errs, a.closeAll())
 	a.log.Info("devicehub stopped")
@@ -222,7 +241,7 @@ func (a *App) closeAll() error {
 	if a.outbox != nil {
 		a.outbox.Stop() // before the store closes under it
 	}
-	if a.broker != nil {
+	if a.broker != nil && !a.brokerClosed {
 		errs = append(errs, a.broker.Close())
 	}
 	if a.httpLn != nil {

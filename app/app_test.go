@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -280,5 +281,69 @@ func TestNewPortInUse(t *testing.T) {
 				t.Fatalf("want a config error naming %s=%s, got %v", key, busy.Addr(), err)
 			}
 		})
+	}
+}
+
+// TestShutdownStopsAcceptingFirst: shutdown stops accepting on every listener (MQTT, MQTT
+// over WebSocket, HTTP) while an HTTP request is still in flight, lets that request finish
+// with its answer, and only then completes. The broker used to be closed after the HTTP
+// shutdown, so MQTT kept accepting for as long as a slow request held it up.
+func TestShutdownStopsAcceptingFirst(t *testing.T) {
+	h := apptest.Start(t, anonymous)
+	// A request whose handler is reading a body the client has not finished sending: with
+	// Expect: 100-continue, the server's "100 Continue" says the handler is running.
+	conn, err := net.Dial("tcp", h.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	body := `{"identifier":"anna@example.com"}`
+	fmt.Fprintf(conn, "POST /api/v1/challenges HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", len(body))
+	br := bufio.NewReader(conn)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("want 100 Continue, got %q %v", line, err)
+	}
+	if line, err := br.ReadString('\n'); err != nil || line != "\r\n" {
+		t.Fatalf("after 100 Continue: %q %v", line, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(ctx) }()
+	apptest.Eventually(t, 10*time.Second, func() error {
+		for name, addr := range map[string]string{"mqtt": h.MQTTAddr(), "websocket": h.WSAddr(), "http": h.HTTPAddr()} {
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				return fmt.Errorf("%s listener %s still accepts during shutdown", name, addr)
+			}
+		}
+		return nil
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("shutdown completed before the request in flight did: %v", err)
+	default:
+	}
+
+	if _, err := io.WriteString(conn, body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the request in flight got no answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("the request in flight got %d, want 201", resp.StatusCode)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("shutdown did not complete after the last request")
 	}
 }
