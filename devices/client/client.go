@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -84,6 +85,14 @@ type Client struct {
 	pending  map[string]chan devices.Response
 	commands chan devices.Command
 	closed   bool
+	// subs are the filters Subscribe was granted, subscribed again after paho reconnects:
+	// a clean session comes back without them (a phone's sync topic among them).
+	subs map[string]subscription
+}
+
+type subscription struct {
+	qos     byte
+	handler mqtt.MessageHandler
 }
 
 // Connect connects to the broker as opts.DeviceID and subscribes to the device's response and
@@ -154,6 +163,17 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		defer cancel()
 		if err := cl.subscribeOwn(ctx, c); err != nil {
 			cl.log.Warn("resubscribe after reconnect failed", "err", err)
+		}
+		cl.mu.Lock()
+		subs := maps.Clone(cl.subs)
+		cl.mu.Unlock()
+		for filter, sub := range subs {
+			tok := c.Subscribe(filter, sub.qos, sub.handler)
+			if err := wait(ctx, tok); err != nil {
+				cl.log.Warn("resubscribe after reconnect failed", "filter", filter, "err", err)
+			} else if err := subackErr(tok); err != nil {
+				cl.log.Warn("resubscribe after reconnect refused", "filter", filter, "err", err)
+			}
 		}
 	})
 	cl.c = mqtt.NewClient(po)
@@ -353,13 +373,24 @@ func (cl *Client) PublishTelemetry(ctx context.Context, stream string, seq uint6
 }
 
 // Subscribe subscribes to filter and calls handler for each message (on paho's goroutines,
-// possibly concurrently). It returns a *SubscribeError when the broker refuses the filter.
+// possibly concurrently). It returns a *SubscribeError when the broker refuses the filter. A
+// granted filter is subscribed again whenever the client reconnects.
 func (cl *Client) Subscribe(ctx context.Context, filter string, qos byte, handler func(topic string, payload []byte)) error {
-	tok := cl.c.Subscribe(filter, qos, func(_ mqtt.Client, m mqtt.Message) { handler(m.Topic(), m.Payload()) })
+	h := func(_ mqtt.Client, m mqtt.Message) { handler(m.Topic(), m.Payload()) }
+	tok := cl.c.Subscribe(filter, qos, h)
 	if err := wait(ctx, tok); err != nil {
 		return fmt.Errorf("subscribe %q: %w", filter, err)
 	}
-	return subackErr(tok)
+	if err := subackErr(tok); err != nil {
+		return err
+	}
+	cl.mu.Lock()
+	if cl.subs == nil {
+		cl.subs = map[string]subscription{}
+	}
+	cl.subs[filter] = subscription{qos: qos, handler: h}
+	cl.mu.Unlock()
+	return nil
 }
 
 // Publish publishes a raw message and, for QoS 1 and 2, waits for the broker's
