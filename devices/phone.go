@@ -34,6 +34,7 @@ type PhoneModel struct {
 	seen     map[string]CommandOutcome
 	seenList []string
 	settings *SettingsModel
+	linkKeys map[string][]byte // peer device ID → the link key of their pairing
 }
 
 // PhoneLostMode is what a phone in lost mode shows and allows.
@@ -61,15 +62,17 @@ type CommandOutcome struct {
 
 // NewPhoneModel returns an unlocked phone with no data.
 func NewPhoneModel() *PhoneModel {
-	return &PhoneModel{data: map[string]string{}, seen: map[string]CommandOutcome{}, settings: NewSettingsModel()}
+	return &PhoneModel{data: map[string]string{}, seen: map[string]CommandOutcome{}, settings: NewSettingsModel(), linkKeys: map[string][]byte{}}
 }
 
 // Settings is the phone's settings and account profile, as applied from "settings" commands.
 func (p *PhoneModel) Settings() *SettingsModel { return p.settings }
 
-// HandleCommand applies a command from the hub. Owner commands and "settings" are
-// acknowledged (a settings command also yields the settings_report to send); other events
-// (bound, paired, ...) are not the phone model's business: their outcome has Ack false.
+// HandleCommand applies a command from the hub. Owner commands, "settings" and the pairing
+// notices ("paired" keeps the link key, "unpaired" forgets it) are acknowledged (a settings
+// command also yields the settings_report to send); the hub sends a pairing notice again
+// on every reconnect until it is acknowledged. Other events (bound, unbound) are not the
+// phone model's business: their outcome has Ack false.
 func (p *PhoneModel) HandleCommand(cmd Command) CommandOutcome {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -127,10 +130,32 @@ func (p *PhoneModel) apply(cmd Command) CommandOutcome {
 		if rep.Doc == DocProfile {
 			ok.Detail = "profile applied"
 		}
+	case CmdPaired:
+		var a PairedArgs
+		if err := json.Unmarshal(cmd.Args, &a); err != nil || a.Validate() != nil {
+			return CommandOutcome{Ack: true, Status: AckFailed, Detail: "paired args are not valid"}
+		}
+		p.linkKeys[a.PeerID] = a.LinkKey
+		ok.Detail = "link key kept"
+	case CmdUnpaired:
+		var a UnpairedArgs
+		if err := json.Unmarshal(cmd.Args, &a); err != nil || ValidIdentifier(a.PeerID) != nil {
+			return CommandOutcome{Ack: true, Status: AckFailed, Detail: "unpaired args are not valid"}
+		}
+		delete(p.linkKeys, a.PeerID)
+		ok.Detail = "link key forgotten"
 	default:
 		return CommandOutcome{}
 	}
 	return ok
+}
+
+// LinkKey returns the link key of the phone's pairing with peer, if it is paired with it.
+func (p *PhoneModel) LinkKey(peer string) ([]byte, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k, ok := p.linkKeys[peer]
+	return append([]byte(nil), k...), ok
 }
 
 func (p *PhoneModel) remember(id string, out CommandOutcome) {

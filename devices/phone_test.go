@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -111,5 +112,34 @@ func TestPhonePasswordAndOtherCommands(t *testing.T) {
 	}
 	if len(p.seen) > maxSeenCommands || len(p.seenList) > maxSeenCommands {
 		t.Fatalf("remembers %d IDs", len(p.seen))
+	}
+}
+
+// TestPhoneKeepsLinkKeys: "paired" is acknowledged and its link key kept per peer, a
+// repeat (the hub resends until acknowledged) is acknowledged again, and "unpaired" forgets
+// the key.
+func TestPhoneKeepsLinkKeys(t *testing.T) {
+	p := NewPhoneModel()
+	key := bytes.Repeat([]byte{7}, LinkKeySize)
+	args, _ := json.Marshal(PairedArgs{PeerID: "dev_band", LinkKey: key})
+	paired := Command{ID: "cmd_p", Type: CmdPaired, Args: args}
+	if out := p.HandleCommand(paired); !out.Ack || out.Status != AckAcknowledged {
+		t.Fatalf("paired: %+v", out)
+	}
+	if k, ok := p.LinkKey("dev_band"); !ok || !bytes.Equal(k, key) {
+		t.Fatalf("link key %x %v", k, ok)
+	}
+	if out := p.HandleCommand(paired); !out.Ack || !out.Repeat {
+		t.Fatalf("paired again: %+v", out)
+	}
+	if out := p.HandleCommand(Command{ID: "cmd_bad", Type: CmdPaired, Args: json.RawMessage(`{"peer_id":"dev_band","link_key":"c2hvcnQ="}`)}); out.Status != AckFailed {
+		t.Fatalf("a short link key: %+v", out)
+	}
+	un, _ := json.Marshal(UnpairedArgs{PeerID: "dev_band"})
+	if out := p.HandleCommand(Command{ID: "cmd_u", Type: CmdUnpaired, Args: un}); out.Status != AckAcknowledged {
+		t.Fatalf("unpaired: %+v", out)
+	}
+	if _, ok := p.LinkKey("dev_band"); ok {
+		t.Fatal("link key kept after unpaired")
 	}
 }
