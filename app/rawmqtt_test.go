@@ -155,7 +155,7 @@ func (c *rawClient) subscribe(t *testing.T, filter string) byte {
 		if hdr == 0x90 && len(body) >= 3 && uint16(body[0])<<8|uint16(body[1]) == pid {
 			return body[len(body)-1]
 		}
-		t.Logf("before SUBACK: %#x % x", hdr, body)
+		t.Logf("before SUBACK: %#x (%d bytes)", hdr, len(body))
 	}
 }
 

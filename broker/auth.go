@@ -48,8 +48,12 @@ type authHook struct {
 	log            *slog.Logger
 	srv            *mqtt.Server
 	inline         *mqtt.Client // publishes responses with MQTT 5 properties
+	drops          *dropHook    // devices whose session is being dropped (drop.go)
 
-	conns  sync.Map // client ID → *conn
+	conns sync.Map // client ID → *conn
+	// busy holds, per connection, a lock held while one of its requests is handled and
+	// answered, so a drop the request caused (unbinding itself) waits for the answer.
+	busy   sync.Map // *mqtt.Client → *sync.Mutex
 	ackers sync.Map // *mqtt.Client → *acker (ingest.go), while it has pipelined publishes
 }
 
@@ -98,6 +102,11 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	if username != cl.ID {
 		return h.refuseLogin(cl, "client_id_mismatch")
 	}
+	// While a revoked session is being dropped nobody may take it over, not even the device
+	// with its factory secret: it would inherit what was queued for the old binding.
+	if h.drops != nil && h.drops.dropping(cl.ID) {
+		return h.refuseLogin(cl, "session_being_dropped")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
 	defer cancel()
 	id, err := h.hub.AuthenticateDevice(ctx, username, string(pk.Connect.Password), remoteIP(cl.Net.Remote))
@@ -117,9 +126,37 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 			return h.refuseLogin(cl, "will_not_allowed")
 		}
 	}
+	h.awaitPrevious(cl)
 	h.conns.Store(cl.ID, &conn{id: id, cl: cl})
 	return true
 }
+
+// awaitPrevious waits, briefly, until mochi has finished with the device's previous
+// connection if that one has ended. mochi v2.7.9 cleans up an ended clean session after its
+// disconnect hooks ran, by client ID (it unsubscribes the session's filters and deletes the
+// ID from its client table): a reconnect of the same device set up meanwhile lost its
+// subscriptions and its place in the table, so nothing more was delivered to it. A
+// previous connection still open is taken over by mochi instead, which marks it so.
+func (h *authHook) awaitPrevious(cl *mqtt.Client) {
+	prev, ok := h.srv.Clients.Get(cl.ID)
+	if !ok || prev == cl || !prev.Closed() {
+		return
+	}
+	gc, ok := prev.Net.Conn.(*guardedConn)
+	if !ok {
+		return
+	}
+	t := time.NewTimer(previousConnWait)
+	defer t.Stop()
+	select {
+	case <-gc.done:
+	case <-t.C:
+	}
+}
+
+// previousConnWait bounds awaitPrevious: the clean-up it waits for takes microseconds once
+// the disconnect hooks returned.
+const previousConnWait = 2 * time.Second
 
 // connOf returns who a client is. A session restored from the store after a restart has not
 // authenticated in this process: its identity comes from the hub (so queued messages still
@@ -144,6 +181,14 @@ func (h *authHook) connOf(cl *mqtt.Client) *conn {
 
 // forget removes what the hook knows of a client ID (its session was dropped or expired).
 func (h *authHook) forget(clientID string) { h.conns.Delete(clientID) }
+
+// awaitRequest returns once the request cl is handling, if any, has been answered.
+func (h *authHook) awaitRequest(cl *mqtt.Client) {
+	if mu, ok := h.busy.Load(cl); ok {
+		mu.(*sync.Mutex).Lock()
+		mu.(*sync.Mutex).Unlock() //nolint:staticcheck // a barrier, not a critical section
+	}
+}
 
 func (h *authHook) audit(id devices.Identity, c *conn, action, topic string, err error) {
 	if h.hub == nil || !id.Bound() {
@@ -214,6 +259,9 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 }
 
 func (h *authHook) handleRequest(cl *mqtt.Client, c *conn, pk packets.Packet) {
+	mu, _ := h.busy.LoadOrStore(cl, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
 	defer cancel()
 	resp := devices.Response{}
@@ -266,6 +314,7 @@ func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.stopAcker(cl) // ingest.go
+	h.busy.Delete(cl)
 	v, ok := h.conns.Load(cl.ID)
 	if !ok {
 		return

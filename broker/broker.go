@@ -15,7 +15,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/devicehub/devicehub/hub"
 	"github.com/devicehub/devicehub/metrics"
@@ -61,6 +60,10 @@ type Broker struct {
 	opened  []net.Listener
 	storage *storageHook
 	auth    *authHook
+	drops   *dropHook
+	// dropFlush bounds how long Drop waits for the device to acknowledge what the hub told
+	// it last (tests lower it).
+	dropFlush time.Duration
 }
 
 // New builds the broker and opens its listeners (so a port in use fails here, by name).
@@ -96,7 +99,7 @@ func New(opts Options) (*Broker, error) {
 		Logger:                 newMochiLogger(log), // mochilog.go
 		SysTopicResendInterval: 0,
 	})
-	b := &Broker{srv: srv, log: log}
+	b := &Broker{srv: srv, log: log, drops: newDropHook(), dropFlush: defaultDropFlush}
 	// First, so that it sees each packet before any other hook does.
 	if err := srv.AddHook(&limitsHook{srv: srv}, nil); err != nil {
 		return nil, fmt.Errorf("add limits hook: %w", err)
@@ -106,10 +109,13 @@ func New(opts Options) (*Broker, error) {
 		log.Warn("!!! broker.allow_anonymous is true: ANY MQTT client may connect without credentials. Local experiments only !!!")
 	}
 	auth := &authHook{hub: opts.Hub, allowAnonymous: opts.AllowAnonymous, metrics: opts.Metrics, log: log, srv: srv,
-		inline: srv.NewClient(nil, "local", "inline", true)}
+		inline: srv.NewClient(nil, "local", "inline", true), drops: b.drops}
 	b.auth = auth
 	if err := srv.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
+	}
+	if err := srv.AddHook(b.drops, nil); err != nil { // drop.go
+		return nil, fmt.Errorf("add drop hook: %w", err)
 	}
 	if err := srv.AddHook(newPacketIDHook(log), nil); err != nil { // packetids.go
 		return nil, fmt.Errorf("add packet ID hook: %w", err)
@@ -196,28 +202,6 @@ type hubPublisher struct{ b *Broker }
 
 func (p hubPublisher) Publish(_ context.Context, topic string, payload []byte, qos byte) error {
 	return p.b.srv.Publish(topic, payload, false, qos)
-}
-
-// Drop disconnects a device and forgets its session: subscriptions, queued messages and the
-// persisted copy of both. The hub calls it when a device's credentials are revoked.
-func (b *Broker) Drop(deviceID string) {
-	b.auth.forget(deviceID)
-	cl, ok := b.srv.Clients.Get(deviceID)
-	if !ok {
-		return
-	}
-	if b.storage != nil {
-		b.storage.forget(cl)
-	}
-	// Its rights are revoked: its will is not sent on its behalf either.
-	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-	if !cl.Closed() {
-		_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
-	}
-	b.srv.UnsubscribeClient(cl)
-	cl.ClearInflights()
-	b.srv.Clients.Delete(deviceID)
-	b.log.Info("device session dropped", "device", deviceID)
 }
 
 // Close disconnects every client and stops the listeners. Session state was written as it

@@ -51,11 +51,18 @@ type guardedConn struct {
 	rerr    error // read error from Conn, returned once what was read is handed out
 	perr    error // rejection, raised once the frames validated before it are handed out
 	err     error // the connection was rejected
+
+	// done is closed when mochi has finished with the connection (its session clean-up
+	// included), see listener.go.
+	done chan struct{}
 }
+
+// finish records that mochi has returned from serving the connection.
+func (g *guardedConn) finish() { close(g.done) }
 
 func newGuard(firstLimit, limit int, onReject func(string)) func(net.Conn) net.Conn {
 	return func(c net.Conn) net.Conn {
-		return &guardedConn{Conn: c, firstLimit: firstLimit, limit: limit, onReject: onReject}
+		return &guardedConn{Conn: c, firstLimit: firstLimit, limit: limit, onReject: onReject, done: make(chan struct{})}
 	}
 }
 

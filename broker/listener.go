@@ -49,7 +49,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		go func() {
-			if err := establish(l.id, l.guard(conn)); err != nil && !errors.Is(err, io.EOF) {
+			gc := l.guard(conn)
+			defer finished(gc)
+			if err := establish(l.id, gc); err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("mqtt connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		}()
@@ -61,6 +63,15 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 		closeClients(l.id)
 	}
 	_ = l.ln.Close()
+}
+
+// finished tells a guarded connection that mochi is done with it: mochi removes a clean
+// session from its client table after its hooks saw the disconnect, by client ID, and a new
+// connection of the same device must not be set up before that (see authHook.awaitPrevious).
+func finished(c net.Conn) {
+	if gc, ok := c.(*guardedConn); ok {
+		gc.finish()
+	}
 }
 
 // wsListener serves MQTT over WebSocket at /mqtt (subprotocol "mqtt").
@@ -103,8 +114,9 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	conn := &wsConn{Conn: c.NetConn(), c: c}
-	if err := l.establish(l.id, l.guard(conn)); err != nil && !errors.Is(err, io.EOF) {
+	gc := l.guard(&wsConn{Conn: c.NetConn(), c: c})
+	defer finished(gc)
+	if err := l.establish(l.id, gc); err != nil && !errors.Is(err, io.EOF) {
 		l.log.Debug("mqtt websocket connection ended", "remote", r.RemoteAddr, "error", err)
 	}
 }

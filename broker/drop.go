@@ -1,0 +1,155 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/devicehub/devicehub/devices"
+)
+
+// defaultDropFlush bounds how long a dropped device has to acknowledge the last messages the
+// hub sent it (the "unbound" notice, the response to its own unbind request).
+const defaultDropFlush = 3 * time.Second
+
+// Drop disconnects a device and forgets its session: subscriptions, queued messages and the
+// persisted copy of both. The hub calls it when a device's credentials are revoked, right
+// after telling the device ("unbound").
+//
+// The device's rights end at once: the hook forgets its identity (the next check reads the
+// hub, where it is unbound), its will is cleared, its stored session deleted, and no new
+// login under its ID is accepted until the drop is complete, so nobody, not even the device
+// with its factory secret, inherits what was queued for the old binding. The disconnect
+// itself waits, in the background and at most dropFlush, until the device acknowledged the
+// hub's messages on its commands and response topics: mochi would otherwise close the
+// connection with the notice still queued. In the background, because Drop may run on the
+// device's own read goroutine (a device unbinding itself), which must return to read those
+// acknowledgements and to send the response to the request.
+func (b *Broker) Drop(deviceID string) {
+	b.auth.forget(deviceID)
+	cl, ok := b.srv.Clients.Get(deviceID)
+	if !ok {
+		return
+	}
+	if b.storage != nil {
+		b.storage.forget(cl)
+	}
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	done := b.drops.start(deviceID, cl)
+	go func() {
+		defer done()
+		b.auth.awaitRequest(cl)
+		if !cl.Closed() {
+			b.drops.flush(cl, b.dropFlush)
+			_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+		}
+		// The client ID may belong to a newer connection by now (never a login: they are
+		// refused while this runs, but a takeover that began before Drop); its state is not
+		// this session's.
+		if cur, ok := b.srv.Clients.Get(deviceID); ok && cur != cl {
+			return
+		}
+		b.srv.UnsubscribeClient(cl)
+		cl.ClearInflights()
+		b.srv.Clients.Delete(deviceID)
+		b.auth.forget(deviceID) // what a request answered meanwhile may have cached
+		b.log.Info("device session dropped", "device", deviceID)
+	}()
+}
+
+// SetDropFlush changes how long Drop waits for a device's acknowledgements (tests).
+func (b *Broker) SetDropFlush(d time.Duration) { b.dropFlush = d }
+
+// dropHook tracks the devices being dropped and wakes a drop when one of its messages is
+// acknowledged or its connection ends.
+type dropHook struct {
+	mqtt.HookBase
+	mu    sync.Mutex
+	ids   map[string]int
+	wakes map[*mqtt.Client]chan struct{}
+}
+
+func newDropHook() *dropHook {
+	return &dropHook{ids: map[string]int{}, wakes: map[*mqtt.Client]chan struct{}{}}
+}
+
+func (h *dropHook) ID() string { return "devicehub-drop" }
+
+func (h *dropHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnDisconnect:
+		return true
+	}
+	return false
+}
+
+func (h *dropHook) dropping(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ids[id] > 0
+}
+
+// start marks the device as being dropped; the returned func ends that.
+func (h *dropHook) start(id string, cl *mqtt.Client) func() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ids[id]++
+	if h.wakes[cl] == nil {
+		h.wakes[cl] = make(chan struct{}, 1)
+	}
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.ids[id]--; h.ids[id] <= 0 {
+			delete(h.ids, id)
+		}
+		delete(h.wakes, cl)
+	}
+}
+
+func (h *dropHook) wake(cl *mqtt.Client) {
+	h.mu.Lock()
+	c := h.wakes[cl]
+	h.mu.Unlock()
+	if c != nil {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (h *dropHook) OnQosComplete(cl *mqtt.Client, _ packets.Packet) { h.wake(cl) }
+func (h *dropHook) OnQosDropped(cl *mqtt.Client, _ packets.Packet)  { h.wake(cl) }
+func (h *dropHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool)   { h.wake(cl) }
+
+// flush waits until none of the hub's messages to cl on its commands or response topic is
+// unacknowledged, the connection ended, or max has passed.
+func (h *dropHook) flush(cl *mqtt.Client, max time.Duration) {
+	h.mu.Lock()
+	wake := h.wakes[cl]
+	h.mu.Unlock()
+	deadline := time.NewTimer(max)
+	defer deadline.Stop()
+	commands, res := devices.CommandTopic(cl.ID), devices.ResponseTopic(cl.ID)
+	for {
+		pending := false
+		for _, pk := range cl.State.Inflight.GetAll(false) {
+			if pk.FixedHeader.Type == packets.Publish && (pk.TopicName == commands || pk.TopicName == res) {
+				pending = true
+				break
+			}
+		}
+		if !pending || cl.Closed() {
+			return
+		}
+		select {
+		case <-wake:
+		case <-deadline.C:
+			return
+		}
+	}
+}
