@@ -29,7 +29,11 @@ type Options struct {
 	// MaxPacketSize bounds every packet; MaxConnectPacketSize the first (CONNECT).
 	MaxPacketSize        int
 	MaxConnectPacketSize int
-	State                StateStore
+	// ConnectTimeout bounds the time from accepting a connection to having read its CONNECT,
+	// the TLS handshake included (0: 10 s): a silent or trickling client holds a connection
+	// and a goroutine for no longer.
+	ConnectTimeout time.Duration
+	State          StateStore
 	// Hub authenticates devices and answers their requests; nil accepts no device (only
 	// anonymous clients, when allowed).
 	Hub *hub.Hub
@@ -62,7 +66,7 @@ type Broker struct {
 	auth    *authHook
 	drops   *dropHook
 	// dropFlush bounds how long Drop waits for the device to acknowledge what the hub told
-	// it last (tests lower it).
+	// it last.
 	dropFlush time.Duration
 }
 
@@ -80,6 +84,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.MaxConnectPacketSize == 0 {
 		opts.MaxConnectPacketSize = 4096
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = defaultConnectTimeout
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
@@ -149,7 +156,7 @@ func New(opts Options) (*Broker, error) {
 		if opts.TLS != nil {
 			proto = "tls"
 		}
-		if err := srv.AddListener(&listener{id: "tcp", proto: proto, ln: ln, guard: guard}); err != nil {
+		if err := srv.AddListener(&listener{id: "tcp", proto: proto, ln: ln, guard: guard, connectTimeout: opts.ConnectTimeout}); err != nil {
 			b.closeOpened()
 			return nil, err
 		}
@@ -162,7 +169,7 @@ func New(opts Options) (*Broker, error) {
 		}
 		b.opened = append(b.opened, ln)
 		b.wsAddr = ln.Addr().String()
-		if err := srv.AddListener(newWSListener("ws", ln, guard)); err != nil {
+		if err := srv.AddListener(newWSListener("ws", ln, guard, opts.ConnectTimeout)); err != nil {
 			b.closeOpened()
 			return nil, err
 		}

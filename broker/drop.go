@@ -60,9 +60,6 @@ func (b *Broker) Drop(deviceID string) {
 	}()
 }
 
-// SetDropFlush changes how long Drop waits for a device's acknowledgements (tests).
-func (b *Broker) SetDropFlush(d time.Duration) { b.dropFlush = d }
-
 // dropHook tracks the devices being dropped and wakes a drop when one of its messages is
 // acknowledged or its connection ends.
 type dropHook struct {

@@ -99,6 +99,10 @@ func (g *guardedConn) Read(p []byte) (int, error) {
 		if g.rerr != nil {
 			err := g.rerr
 			g.rerr = nil
+			var ne net.Error
+			if g.version == 0 && g.onReject != nil && errors.As(err, &ne) && ne.Timeout() {
+				g.onReject("connect_timeout") // no complete CONNECT in time (listener.go)
+			}
 			return 0, err
 		}
 		if g.pass > 0 && g.w == g.r {

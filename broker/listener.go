@@ -20,13 +20,20 @@ import (
 // (":0" in tests) is known before Serve, TLS is ours to configure, and every connection passes
 // through the frame guard before mochi's decoder sees a byte.
 type listener struct {
-	id    string
-	proto string
-	ln    net.Listener
-	guard func(net.Conn) net.Conn
-	end   atomic.Bool
-	log   *slog.Logger
+	id             string
+	proto          string
+	ln             net.Listener
+	guard          func(net.Conn) net.Conn
+	connectTimeout time.Duration
+	end            atomic.Bool
+	log            *slog.Logger
 }
+
+// defaultConnectTimeout is how long a new connection has to complete its TLS handshake and
+// send its CONNECT. mochi sets no deadline before the CONNECT is read (it applies the keep
+// alive only after), so silent or half-sent CONNECTs were held forever. The deadline is on
+// the connection itself; mochi replaces it with the keep-alive one once it read the CONNECT.
+const defaultConnectTimeout = 10 * time.Second
 
 var _ listeners.Listener = (*listener)(nil)
 
@@ -48,6 +55,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			conn.Close()
 			return
 		}
+		_ = conn.SetReadDeadline(time.Now().Add(l.connectTimeout))
 		go func() {
 			gc := l.guard(conn)
 			defer finished(gc)
@@ -84,13 +92,16 @@ type wsListener struct {
 	end       atomic.Bool
 	log       *slog.Logger
 	establish listeners.EstablishFn
+	// connectTimeout bounds the wait for the CONNECT once upgraded (the HTTP server's
+	// header timeout bounds the upgrade).
+	connectTimeout time.Duration
 }
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id string, ln net.Listener, guard func(net.Conn) net.Conn) *wsListener {
+func newWSListener(id string, ln net.Listener, guard func(net.Conn) net.Conn, connectTimeout time.Duration) *wsListener {
 	l := &wsListener{
-		id: id, ln: ln, guard: guard,
+		id: id, ln: ln, guard: guard, connectTimeout: connectTimeout,
 		upgrader: websocket.Upgrader{
 			Subprotocols: []string{"mqtt"},
 			// Devices are not browsers; the web portal uses the HTTP API, not this endpoint.
@@ -114,6 +125,7 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
+	_ = c.NetConn().SetReadDeadline(time.Now().Add(l.connectTimeout))
 	gc := l.guard(&wsConn{Conn: c.NetConn(), c: c})
 	defer finished(gc)
 	if err := l.establish(l.id, gc); err != nil && !errors.Is(err, io.EOF) {
