@@ -35,6 +35,13 @@ type listener struct {
 // the connection itself; mochi replaces it with the keep-alive one once it read the CONNECT.
 const defaultConnectTimeout = 10 * time.Second
 
+func connectTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return defaultConnectTimeout
+	}
+	return d
+}
+
 var _ listeners.Listener = (*listener)(nil)
 
 func (l *listener) ID() string                  { return l.id }
@@ -55,7 +62,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			conn.Close()
 			return
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(l.connectTimeout))
+		_ = conn.SetReadDeadline(time.Now().Add(connectTimeout(l.connectTimeout)))
 		go func() {
 			gc := l.guard(conn)
 			defer finished(gc)
@@ -125,7 +132,7 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	_ = c.NetConn().SetReadDeadline(time.Now().Add(l.connectTimeout))
+	_ = c.NetConn().SetReadDeadline(time.Now().Add(connectTimeout(l.connectTimeout)))
 	gc := l.guard(&wsConn{Conn: c.NetConn(), c: c})
 	defer finished(gc)
 	if err := l.establish(l.id, gc); err != nil && !errors.Is(err, io.EOF) {
