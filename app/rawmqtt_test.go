@@ -286,3 +286,27 @@ func findProp(block []byte, id byte) ([]byte, bool) {
 	}
 	return nil, false
 }
+
+// parsePublish splits a PUBLISH body into its topic, v5 property block (with its length, as
+// findProp takes it) and payload.
+func parsePublish(version, hdr byte, body []byte) (topic string, props, payload []byte) {
+	n := 2 + (int(body[0])<<8 | int(body[1]))
+	topic = string(body[2:n])
+	if (hdr>>1)&3 > 0 {
+		n += 2
+	}
+	if version == 5 {
+		l, k, mult := 0, 0, 1
+		for ; k < 4; k++ {
+			l += int(body[n+k]&0x7f) * mult
+			mult *= 128
+			if body[n+k]&0x80 == 0 {
+				k++
+				break
+			}
+		}
+		props = body[n : n+k+l]
+		n += k + l
+	}
+	return topic, props, body[n:]
+}

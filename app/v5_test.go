@@ -1,6 +1,9 @@
 package app_test
 
 import (
+	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/devicehub/devicehub/devices"
@@ -100,4 +103,103 @@ func TestTopicAliasesOff(t *testing.T) {
 			c = nil
 		})
 	}
+}
+
+// TestMQTT5ReasonCodes: what an MQTT 5 device sees of each refusal: CONNACK 0x86 for a wrong
+// secret (3.1.1: CONNACK 5), SUBACK 0x87 for a filter outside its topics (3.1.1: 0x80),
+// PUBACK 0x87 for a QoS 1 publish to another device's topic (3.1.1: disconnected).
+func TestMQTT5ReasonCodes(t *testing.T) {
+	w := newWorld(t)
+	addr := w.h.MQTTAddr()
+	phone, secret := w.annaPhone.DeviceID, w.annaPhone.Secret
+	for _, tc := range []struct {
+		version byte
+		want    byte
+	}{{5, 0x86}, {4, 5}} {
+		_, code, _ := rawDial(t, addr, connSpec{version: tc.version, id: phone, user: phone, pass: "wrong", clean: true})
+		if code != tc.want {
+			t.Errorf("v%d wrong secret: CONNACK %#x, want %#x", tc.version, code, tc.want)
+		}
+	}
+	victim := devices.CommandTopic(w.borisPhone.DeviceID)
+	for _, tc := range []struct {
+		version byte
+		suback  byte
+	}{{5, 0x87}, {4, 0x80}} {
+		noClientsConnected(t, w.h)
+		c := rawDevice(t, addr, tc.version, phone, secret, true)
+		for _, f := range []string{"#", "devices/+/telemetry/#", victim} {
+			if got := c.subscribe(t, f); got != tc.suback {
+				t.Errorf("v%d SUBACK for %s: %#x, want %#x", tc.version, f, got, tc.suback)
+			}
+		}
+		pid := c.publish(t, 0x32, victim, nil, []byte(`{"type":"wipe"}`))
+		if tc.version == 5 {
+			if got := c.puback(t, pid); got != 0x87 {
+				t.Errorf("v5 PUBACK for a publish to another device: %#x, want 0x87", got)
+			}
+			c.c.Close()
+		} else {
+			c.closed(t)
+		}
+	}
+}
+
+// TestMQTT5ResponseTopic: a v5 request's Response Topic and Correlation Data are honoured
+// when the topic is under the device's own devices/{self}/; any other topic, also one the
+// device may subscribe to such as its account's accounts/{account}/…, is ignored and the
+// answer goes to devices/{self}/res (a controller must not make the hub publish to every
+// controller of its account, or anywhere else).
+func TestMQTT5ResponseTopic(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	addr := w.h.MQTTAddr()
+	tablet, err := w.anna.RegisterDevice(ctx, "tablet", "Anna's tablet", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := w.annaPhone.DeviceID
+	watcher := rawDevice(t, addr, 5, tablet.DeviceID, tablet.Secret, true)
+	for _, f := range []string{"accounts/" + w.annaID + "/#", devices.ResponseTopic(tablet.DeviceID)} {
+		if got := watcher.subscribe(t, f); got != 1 {
+			t.Fatalf("tablet SUBACK for %s: %#x", f, got)
+		}
+	}
+	c := rawDevice(t, addr, 5, phone, w.annaPhone.Secret, true)
+	if got := c.subscribe(t, devices.DeviceFilter(phone)); got != 1 {
+		t.Fatalf("SUBACK %#x", got)
+	}
+	for i, tc := range []struct{ asked, want string }{
+		{"devices/" + phone + "/replies/a", "devices/" + phone + "/replies/a"},
+		{"accounts/" + w.annaID + "/sync/x", devices.ResponseTopic(phone)},
+		{"accounts/" + w.annaID + "/x", devices.ResponseTopic(phone)},
+		{devices.ResponseTopic(w.borisPhone.DeviceID), devices.ResponseTopic(phone)},
+		{"elsewhere/x", devices.ResponseTopic(phone)},
+	} {
+		corr := []byte{0xde, 0xad, byte(i)}
+		id := fmt.Sprintf("rt-%d", i)
+		props := append(propString(0x08, tc.asked), propBinary(0x09, corr)...)
+		c.publish(t, 0x32, devices.RequestTopic(phone), props, []byte(`{"id":"`+id+`","op":"settings_get"}`))
+		_, body := c.until(t, "the response to "+id, func(hdr byte, body []byte) bool {
+			return hdr>>4 == 3 && bytes.Contains(body, []byte(`"`+id+`"`))
+		})
+		topic, p, _ := parsePublish(5, 0x32, body)
+		if topic != tc.want {
+			t.Errorf("response topic %q asked: answered on %q, want %q", tc.asked, topic, tc.want)
+		}
+		if v, ok := findProp(p, 0x09); !ok || !bytes.Equal(v[2:], corr) {
+			t.Errorf("response to %s: correlation data % x, want % x", id, v, corr)
+		}
+	}
+	// The tablet's probe: its own request's answer is the first thing it gets.
+	watcher.publish(t, 0x30, devices.RequestTopic(tablet.DeviceID), nil, []byte(`{"id":"probe","op":"settings_get"}`))
+	watcher.until(t, "the tablet's probe", func(hdr byte, body []byte) bool {
+		if hdr>>4 != 3 {
+			return false
+		}
+		if topic, _, _ := parsePublish(5, hdr, body); strings.HasPrefix(topic, "accounts/") {
+			t.Fatalf("the tablet received a response on %s", topic)
+		}
+		return true
+	})
 }

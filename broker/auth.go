@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,13 +294,23 @@ func (h *authHook) handleRequest(cl *mqtt.Client, c *conn, pk packets.Packet) {
 		Payload:     b,
 		PacketID:    1, // mochi never acknowledges the inline client's publishes, but validates the ID
 	}
-	if rt := pk.Properties.ResponseTopic; rt != "" && devices.AuthorizeSubscribe(c.id, rt) == nil && devices.ValidTopicName(rt) == nil {
+	if rt := pk.Properties.ResponseTopic; ownResponseTopic(c.id, rt) {
 		out.TopicName = rt
 	}
 	out.Properties.CorrelationData = pk.Properties.CorrelationData
 	if err := h.srv.InjectPacket(h.inline, out); err != nil {
 		h.log.Warn("send response", "device", c.id.DeviceID, "error", err)
 	}
+}
+
+// ownResponseTopic says whether an MQTT 5 Response Topic the device chose may carry its
+// answer: a topic name (no wildcards) under its own devices/{self}/ that it may subscribe
+// to. Being allowed to subscribe is not enough: a bound controller may subscribe to its
+// account's accounts/{account}/… topics, and an answer there would reach every controller of
+// the account.
+func ownResponseTopic(id devices.Identity, rt string) bool {
+	return rt != "" && strings.HasPrefix(rt, devices.DevicesPrefix+"/"+id.DeviceID+"/") &&
+		devices.ValidTopicName(rt) == nil && devices.AuthorizeSubscribe(id, rt) == nil
 }
 
 func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
