@@ -304,62 +304,83 @@ func TestRegisteredPhoneActivationLock(t *testing.T) {
 }
 
 // TestCrossAccountAttacks: every ACL rule, as an attack from Boris's phone on Anna's devices.
+// Anna's phone is paired with her band and subscribed to its sync topic, its commands and its
+// responses, so anything that got through would reach it: it must get exactly the band's own
+// two samples (the second one sent after every attack, as the probe) and no command but the
+// pairing's.
 func TestCrossAccountAttacks(t *testing.T) {
-	w := newWorld(t)
+	w, anna, band := pairWorld(t)
 	ctx := testCtx(t)
-	band, _, bandConn := w.bindBand(t)
-	bandConn.Close()
+	pair(t, anna, band, 1)
+	band.telemetry(t, "steps", 1, `"count":10`)
+	anna.waitFor(t, 1)
 	victimPhone := w.annaPhone.DeviceID
-	got := make(chan string, 64)
-	anna := w.connect(t, victimPhone, w.annaPhone.Secret)
-	if err := anna.Subscribe(ctx, "devices/"+victimPhone+"/#", 1, func(topic string, _ []byte) { got <- topic }); err != nil {
-		t.Fatal(err)
-	}
 	attacker := w.connect(t, w.borisPhone.DeviceID, w.borisPhone.Secret)
 
-	for _, filter := range []string{"#", "+/+/#", "devices/+/telemetry/#", "$share/x/devices/" + band.DeviceID + "/#",
-		"$SYS/#", "devices/" + victimPhone + "/commands", "accounts/" + w.annaID + "/#", "+/" + victimPhone + "/#"} {
+	for _, filter := range []string{"#", "+/+/#", "devices/+/telemetry/#", "$share/x/devices/" + band.id + "/#",
+		"$SYS/#", "devices/" + victimPhone + "/commands", "accounts/" + w.annaID + "/#", "+/" + victimPhone + "/#",
+		devices.ControllerSyncTopic(victimPhone)} {
 		t.Run("subscribe "+filter, func(t *testing.T) {
 			var se *client.SubscribeError
-			if err := attacker.Subscribe(ctx, filter, 1, func(topic string, _ []byte) { got <- "LEAK " + topic }); !errors.As(err, &se) {
+			if err := attacker.Subscribe(ctx, filter, 1, func(topic string, _ []byte) { t.Errorf("LEAK %s", topic) }); !errors.As(err, &se) {
 				t.Fatalf("subscription not refused: %v", err)
 			}
 		})
 	}
-	// Publishes at QoS 0 to the victim's topics are dropped (QoS 1 would disconnect a v3.1.1
-	// client, which the next test covers).
-	for _, topic := range []string{devices.CommandTopic(victimPhone), devices.ResponseTopic(victimPhone), devices.TelemetryTopic(band.DeviceID, "steps")} {
-		if err := attacker.Publish(ctx, topic, 0, false, []byte(`{"type":"wipe"}`)); err != nil {
+	sample := `{"seq":99,"ts":"` + time.Now().UTC().Format(time.RFC3339) + `","count":5000}`
+	targets := []struct{ topic, payload string }{
+		{devices.CommandTopic(victimPhone), `{"id":"cmd_x","type":"wipe"}`},
+		{devices.ResponseTopic(victimPhone), `{"id":"r1","ok":true}`},
+		{devices.RequestTopic(victimPhone), `{"id":"r1","op":"unbind","args":{"password":"guess"}}`},
+		{devices.ControllerSyncTopic(victimPhone), `{"cursor":1}`},
+		{devices.TelemetryTopic(band.id, "steps"), sample},
+		{"accounts/" + w.annaID + "/sync/x", `{}`},
+	}
+	// QoS 0: dropped. A retained one is refused like any publish.
+	for _, tg := range targets {
+		if err := attacker.Publish(ctx, tg.topic, 0, false, []byte(tg.payload)); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
 	}
-	// A retained message aimed at the victim: refused like any publish.
 	if err := attacker.Publish(ctx, devices.CommandTopic(victimPhone), 0, true, []byte(`{"type":"lock"}`)); err != nil {
 		t.Fatal(err)
 	}
-	// Anna's own publish proves her subscription works, and that nothing else arrived first.
-	if err := anna.Publish(ctx, devices.RequestTopic(victimPhone), 1, false, []byte(`{"id":"probe","op":"bind_code"}`)); err != nil {
-		t.Fatal(err)
+	attacker.Close()
+	addr := w.h.MQTTAddr()
+	// QoS 1 over 3.1.1: the attacker is disconnected, without a PUBACK, at each one.
+	for _, tg := range targets {
+		c := rawDevice(t, addr, 4, w.borisPhone.DeviceID, w.borisPhone.Secret, true)
+		c.publish(t, 0x32, tg.topic, nil, []byte(tg.payload))
+		c.closed(t)
 	}
-	select {
-	case topic := <-got:
-		if topic != devices.ResponseTopic(victimPhone) && topic != devices.RequestTopic(victimPhone) {
-			t.Fatalf("victim received %q", topic)
+	// QoS 1 over MQTT 5: PUBACK 0x87 (not authorized) for each.
+	c5 := rawDevice(t, addr, 5, w.borisPhone.DeviceID, w.borisPhone.Secret, true)
+	for _, tg := range targets {
+		if got := c5.puback(t, c5.publish(t, 0x32, tg.topic, nil, []byte(tg.payload))); got != 0x87 {
+			t.Errorf("v5 publish to %s: PUBACK %#x, want 0x87", tg.topic, got)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("victim's probe did not arrive")
 	}
-	// A fresh subscriber must get no retained message on the victim's commands topic.
-	if err := anna.Subscribe(ctx, devices.CommandTopic(victimPhone), 1, func(topic string, p []byte) { got <- "RETAINED " + string(p) }); err != nil {
-		t.Fatal(err)
+	c5.c.Close()
+
+	// The probe: the band's second sample is the second entry, and nothing else came.
+	band.telemetry(t, "steps", 2, `"count":20`)
+	es := anna.waitFor(t, 2)
+	if len(es) != 2 || es[0].Device != band.id || es[1].Device != band.id || es[0].Seq != 1 || es[1].Seq != 2 {
+		t.Fatalf("Anna's phone got %+v, want exactly the band's samples 1 and 2", es)
 	}
-	select {
-	case m := <-got:
-		if strings.HasPrefix(m, "RETAINED") || strings.HasPrefix(m, "LEAK") {
-			t.Fatalf("got %q", m)
+	anna.mu.Lock()
+	for _, c := range anna.commands {
+		if c.Type != devices.CmdPaired {
+			t.Errorf("Anna's phone got a %q command", c.Type)
 		}
-	case <-time.After(300 * time.Millisecond):
 	}
+	for _, r := range anna.res {
+		if r.ID == "r1" {
+			t.Errorf("Anna's phone got a forged response %+v", r)
+		}
+	}
+	anna.mu.Unlock()
+
 	body := get(t, w.h.URL()+"/metrics")
 	if !strings.Contains(body, "devicehub_acl_refusals_total") {
 		t.Error("/metrics lacks ACL refusals")
@@ -367,6 +388,27 @@ func TestCrossAccountAttacks(t *testing.T) {
 	audit, _ := w.boris.Audit(ctx)
 	if !hasEvent(audit, "access_refused", w.borisPhone.DeviceID) {
 		t.Errorf("Boris's audit lacks his refused attempts: %+v", audit)
+	}
+}
+
+// TestUnboundTelemetryRefused: a band logged in with its factory secret (unbound) cannot
+// publish telemetry: 3.1.1 is disconnected without a PUBACK, MQTT 5 gets PUBACK 0x87, and
+// the refusal is counted as not_bound.
+func TestUnboundTelemetryRefused(t *testing.T) {
+	w := newWorld(t)
+	band := w.provision(t, "band")
+	addr := w.h.MQTTAddr()
+	sample := []byte(`{"seq":1,"ts":"` + time.Now().UTC().Format(time.RFC3339) + `","count":5}`)
+	c := rawDevice(t, addr, 4, band.DeviceID, band.Secret, true)
+	c.publish(t, 0x32, devices.TelemetryTopic(band.DeviceID, "steps"), nil, sample)
+	c.closed(t)
+	noClientsConnected(t, w.h)
+	c5 := rawDevice(t, addr, 5, band.DeviceID, band.Secret, true)
+	if got := c5.puback(t, c5.publish(t, 0x32, devices.TelemetryTopic(band.DeviceID, "steps"), nil, sample)); got != 0x87 {
+		t.Fatalf("v5 unbound telemetry: PUBACK %#x, want 0x87", got)
+	}
+	if !strings.Contains(get(t, w.h.URL()+"/metrics"), `devicehub_acl_refusals_total{action="publish",reason="not_bound"} 2`) {
+		t.Error("unbound telemetry not counted as not_bound twice")
 	}
 }
 
@@ -412,8 +454,32 @@ func TestConnectRules(t *testing.T) {
 		}
 	})
 	t.Run("identifier with wildcard", func(t *testing.T) {
-		if _, err := rawConnect(w.h.MQTTURL(), "a/#", "a/#", "x", nil); err == nil {
-			t.Fatal("accepted")
+		// (NUL never gets this far: the frame guard closes the connection.)
+		for _, id := range []string{"a/#", "a+b", "$SYS"} {
+			if _, err := rawConnect(w.h.MQTTURL(), id, id, "x", nil); err == nil {
+				t.Fatalf("%q accepted", id)
+			}
+		}
+		// Refused for what it is, before any credential check.
+		if !strings.Contains(get(t, w.h.URL()+"/metrics"), `devicehub_auth_failures_total{reason="invalid_identifier",transport="mqtt"} 3`) {
+			t.Error("identifiers not refused as invalid_identifier")
+		}
+	})
+	t.Run("per-IP throttle across device IDs", func(t *testing.T) {
+		// 20 failures from this address, each for another (unknown) device ID: below the
+		// per-ID threshold of 5, at the per-IP one of 20. Then even a right login from the
+		// address waits (a second, doubling with each further failure).
+		for i := range 20 {
+			id := fmt.Sprintf("dev_probe%021d", i)
+			if _, err := rawConnect(w.h.MQTTURL(), id, id, "wrong", nil); err == nil {
+				t.Fatalf("%s accepted", id)
+			}
+		}
+		if _, err := rawConnect(w.h.MQTTURL(), w.borisPhone.DeviceID, w.borisPhone.DeviceID, w.borisPhone.Secret, nil); err == nil {
+			t.Fatal("no per-IP back-off after 20 failures across device IDs")
+		}
+		if !strings.Contains(get(t, w.h.URL()+"/metrics"), `devicehub_auth_failures_total{reason="rate_limited",transport="mqtt"}`) {
+			t.Error("throttled login not counted as rate_limited")
 		}
 	})
 	t.Run("throttled after repeated failures", func(t *testing.T) {
