@@ -179,3 +179,86 @@ func metricValue(t *testing.T, h *apptest.Hub, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestRevokedWhileOffline: Anna's phone holds a persistent session subscribed to its sync
+// topic and is offline while her band is unbound (or, in the second case, unbound and bound
+// by Boris, who uses it). When the phone comes back, its session resumes, and it gets
+// nothing of the band: not the sample the band sent while the phone was away (before the
+// unbind), nothing sent since, nothing retained. The probe is a sample of Anna's tablet sent
+// after the phone is back: entries come in cursor order, so a band entry would come first.
+func TestRevokedWhileOffline(t *testing.T) {
+	for _, rebind := range []bool{false, true} {
+		name := "unbound"
+		if rebind {
+			name = "bound by another account"
+		}
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(t)
+			ctx := testCtx(t)
+			creds, secret, bound := w.bindBand(t)
+			bound.Close()
+			w.waitOffline(t, creds.DeviceID)
+			w.waitOffline(t, w.annaPhone.DeviceID)
+			anna := connectRaw(t, w.h.MQTTURL(), w.annaPhone.DeviceID, w.annaPhone.Secret, true)
+			band := connectRaw(t, w.h.MQTTURL(), creds.DeviceID, secret, false)
+			pair(t, anna, band, 1)
+			band.telemetry(t, "steps", 1, `"count":10`)
+			anna.ack(t, anna.waitFor(t, 1)[0].Cursor)
+			anna.close()
+			phoneID := w.annaPhone.DeviceID
+			w.waitOffline(t, phoneID)
+
+			// The persistent session: subscribed to everything of its own, then gone.
+			p := rawDevice(t, w.h.MQTTAddr(), 4, phoneID, w.annaPhone.Secret, false)
+			if code := p.subscribe(t, devices.DeviceFilter(phoneID)); code != 1 {
+				t.Fatalf("SUBACK %#x", code)
+			}
+			p.c.Close()
+			w.waitOffline(t, phoneID)
+
+			band.telemetry(t, "steps", 2, `"count":20`) // while the phone is away
+			if err := w.anna.Unbind(ctx, band.id, w.annaPassword); err != nil {
+				t.Fatal(err)
+			}
+			if rebind {
+				w.waitOffline(t, band.id)
+				factory := w.connect(t, band.id, creds.Secret)
+				code := bindCode(t, factory)
+				if err := w.boris.Bind(ctx, band.id, code); err != nil {
+					t.Fatal(err)
+				}
+				cmd := nextCommand(t, factory, devices.CmdBound)
+				var args devices.BoundArgs
+				_ = json.Unmarshal(cmd.Args, &args)
+				factory.Close()
+				w.waitOffline(t, band.id)
+				nb := w.connect(t, band.id, args.Secret)
+				for seq := uint64(3); seq <= 4; seq++ {
+					_ = nb.PublishTelemetry(ctx, devices.StreamSteps, seq, time.Now(), map[string]int{"count": 5})
+				}
+			}
+
+			p, code, _ := rawDial(t, w.h.MQTTAddr(), connSpec{version: 4, id: phoneID, user: phoneID, pass: w.annaPhone.Secret})
+			if code != 0 {
+				t.Fatalf("phone reconnect: CONNACK %d", code)
+			}
+			tablet, err := w.anna.RegisterDevice(ctx, "tablet", "Anna's tablet", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc := w.connect(t, tablet.DeviceID, tablet.Secret)
+			if err := tc.PublishTelemetry(ctx, "location", 1, time.Now(), map[string]float64{"lat": 1, "lon": 2, "accuracy_m": 5}); err != nil {
+				t.Fatal(err)
+			}
+			p.until(t, "the tablet's sample", func(hdr byte, body []byte) bool {
+				if hdr>>4 != 3 {
+					return false
+				}
+				if hdr&1 != 0 || bytes.Contains(body, []byte(band.id)) {
+					t.Fatalf("the phone got something of the band after it was unbound: %#x %q", hdr, body)
+				}
+				return bytes.Contains(body, []byte(tablet.DeviceID))
+			})
+		})
+	}
+}
