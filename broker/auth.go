@@ -166,12 +166,27 @@ func (h *authHook) connOf(cl *mqtt.Client) *conn {
 	if v, ok := h.conns.Load(cl.ID); ok {
 		return v.(*conn)
 	}
-	if h.hub == nil || cl.Net.Inline {
+	if cl.Net.Inline {
 		return nil
+	}
+	// A restored session of a client that was let in without credentials (not a device)
+	// stays anonymous, so what is published to its subscriptions is queued for it.
+	anonymous := func() *conn {
+		if !h.allowAnonymous {
+			return nil
+		}
+		v, _ := h.conns.LoadOrStore(cl.ID, &conn{anonymous: true, cl: cl})
+		return v.(*conn)
+	}
+	if h.hub == nil {
+		return anonymous()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
 	defer cancel()
 	id, err := h.hub.DeviceIdentity(ctx, cl.ID)
+	if hub.ErrorCode(err) == hub.ENotFound {
+		return anonymous()
+	}
 	if err != nil {
 		return nil
 	}

@@ -99,6 +99,9 @@ func New(opts Options) (*Broker, error) {
 	// retained messages, no topic aliases.
 	caps.MaximumQos = 1
 	caps.RetainAvailable = 0
+	if opts.AllowAnonymous {
+		caps.RetainAvailable = 1 // for clients without credentials only (limits.go)
+	}
 	caps.TopicAliasMaximum = 0
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
@@ -108,7 +111,8 @@ func New(opts Options) (*Broker, error) {
 	})
 	b := &Broker{srv: srv, log: log, drops: newDropHook(), dropFlush: defaultDropFlush}
 	// First, so that it sees each packet before any other hook does.
-	if err := srv.AddHook(&limitsHook{srv: srv}, nil); err != nil {
+	limits := &limitsHook{srv: srv, anonymousRetain: opts.AllowAnonymous}
+	if err := srv.AddHook(limits, nil); err != nil {
 		return nil, fmt.Errorf("add limits hook: %w", err)
 	}
 
@@ -118,6 +122,7 @@ func New(opts Options) (*Broker, error) {
 	auth := &authHook{hub: opts.Hub, allowAnonymous: opts.AllowAnonymous, metrics: opts.Metrics, log: log, srv: srv,
 		inline: srv.NewClient(nil, "local", "inline", true), drops: b.drops}
 	b.auth = auth
+	limits.auth = auth
 	if err := srv.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
 	}
@@ -135,7 +140,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	opts.Metrics.RegisterBroker(brokerStats{srv})
 	if opts.State != nil {
-		b.storage = &storageHook{store: opts.State, timeout: 10 * time.Second}
+		b.storage = &storageHook{store: opts.State, timeout: 10 * time.Second, keepRetained: opts.AllowAnonymous}
 		if err := srv.AddHook(b.storage, nil); err != nil {
 			return nil, fmt.Errorf("add storage hook: %w", err)
 		}

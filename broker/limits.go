@@ -29,9 +29,27 @@ import (
 // with an alias gets DISCONNECT 0x94, and the CONNACK's missing Topic Alias Maximum means 0):
 // mochi accepted up to 65,535 without saying so, but checked the ACL on the empty topic of an
 // aliased publish before resolving the alias, so every aliased publish was refused.
+//
+// With broker.allow_anonymous (local experiments, loopback only) clients without device
+// credentials get an ordinary broker: their retained messages and retained wills are kept
+// (and survive a restart through the storage hook). Devices never: their retain flags are
+// dropped as above, and their v5 CONNACKs still say Retain Available 0.
 type limitsHook struct {
 	mqtt.HookBase
 	srv *mqtt.Server
+	// anonymousRetain: broker.allow_anonymous is on, so clients without credentials may
+	// retain (RetainAvailable is 1 then); auth tells them apart.
+	anonymousRetain bool
+	auth            *authHook
+}
+
+// retains reports whether cl may leave retained messages.
+func (h *limitsHook) retains(cl *mqtt.Client) bool {
+	if !h.anonymousRetain || h.auth == nil {
+		return false
+	}
+	c := h.auth.connOf(cl)
+	return c != nil && c.anonymous
 }
 
 func (h *limitsHook) ID() string { return "devicehub-limits" }
@@ -48,8 +66,14 @@ func (h *limitsHook) Provides(b byte) bool {
 func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
-		if pk.ProtocolVersion < 5 && pk.Connect.WillFlag {
+		// Not yet authenticated: a connection without a user name is the only one that can
+		// become anonymous (one with wrong credentials too, but its will is checked in
+		// OnWill, where the connection is known).
+		anon := h.anonymousRetain && !pk.Connect.UsernameFlag
+		if pk.Connect.WillFlag && !anon && (pk.ProtocolVersion < 5 || h.anonymousRetain) {
 			pk.Connect.WillRetain = false
+		}
+		if pk.ProtocolVersion < 5 && pk.Connect.WillFlag {
 			pk.Connect.WillQos = min(pk.Connect.WillQos, 1)
 		}
 	case packets.Publish:
@@ -63,7 +87,7 @@ func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 			}
 			return pk, packets.ErrRejectPacket // ends the connection
 		}
-		if pk.FixedHeader.Retain {
+		if pk.FixedHeader.Retain && !h.retains(cl) {
 			if v5 {
 				_ = h.srv.DisconnectClient(cl, packets.ErrRetainNotSupported)
 				return pk, packets.ErrRejectPacket
@@ -76,15 +100,18 @@ func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 
 // OnPacketEncode tells v5 clients that retained messages are not available.
 func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0 && cl.Properties.ProtocolVersion == 5 {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0 && cl.Properties.ProtocolVersion == 5 && !h.retains(cl) {
 		pk.Properties.RetainAvailable, pk.Properties.RetainAvailableFlag = 0, true
 	}
 	return pk
 }
 
-// OnWill never lets a will be retained, also one of a session stored by an older version.
-func (h *limitsHook) OnWill(_ *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
-	will.Retain = false
+// OnWill never lets a device's will be retained, also one of a session stored by an older
+// version.
+func (h *limitsHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if !h.retains(cl) {
+		will.Retain = false
+	}
 	will.Qos = min(will.Qos, 1)
 	return will, nil
 }

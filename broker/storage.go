@@ -42,6 +42,9 @@ type storageHook struct {
 	mqtt.HookBase
 	store   StateStore
 	timeout time.Duration
+	// keepRetained: broker.allow_anonymous is on, and the retained messages of clients
+	// without credentials are restored at start.
+	keepRetained bool
 	// inflight holds the keys of the in-flight messages we stored.
 	inflight sync.Map
 	// dropped holds the connections whose session the hub revoked: their late disconnect
@@ -292,10 +295,14 @@ func (h *storageHook) StoredSubscriptions() ([]storage.Subscription, error) {
 	return list[storage.Subscription](h, storage.SubscriptionKey)
 }
 
-// StoredRetainedMessages restores none: the broker keeps no retained messages (limits.go),
-// and any stored by an older version are deleted, so no retained state of a device's former
-// owner survives.
+// StoredRetainedMessages restores the retained messages of clients without credentials when
+// broker.allow_anonymous is on (devices never leave any, limits.go). Otherwise it restores
+// none and deletes what is stored (by an older version, or by an experiment with
+// allow_anonymous), so no retained state survives into a hub whose clients are all devices.
 func (h *storageHook) StoredRetainedMessages() ([]storage.Message, error) {
+	if h.keepRetained {
+		return list[storage.Message](h, storage.RetainedKey)
+	}
 	h.apply(StateOp{Key: storage.RetainedKey + "_", Prefix: true})
 	return nil, nil
 }
