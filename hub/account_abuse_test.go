@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/devicehub/devicehub/hub"
-	"github.com/devicehub/devicehub/notify"
 	"github.com/devicehub/devicehub/store/sqlite"
 )
 
@@ -25,17 +23,13 @@ type stack struct {
 
 func newStack(t *testing.T, opts hub.AccountOptions) stack {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devicehub.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	db := openDB(t)
+	o, clk := baseOptions(db)
 	if opts.ChallengeBase == 0 {
 		opts.ChallengeBase = 1000
 	}
-	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk, Accounts: opts})
+	o.Accounts = opts
+	h := hub.New(o)
 	return stack{h: h, db: db, clk: clk}
 }
 

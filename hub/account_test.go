@@ -3,15 +3,12 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"regexp"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/devicehub/devicehub/hub"
-	"github.com/devicehub/devicehub/notify"
-	"github.com/devicehub/devicehub/store/sqlite"
 )
 
 type clock struct {
@@ -31,14 +28,10 @@ func (c *clock) Advance(d time.Duration) {
 func account(t *testing.T, id string) (*hub.Hub, *clock, string, string) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devicehub.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk,
-		Accounts: hub.AccountOptions{ChallengeBase: 1000}})
+	db := openDB(t)
+	o, clk := baseOptions(db)
+	o.Accounts = hub.AccountOptions{ChallengeBase: 1000}
+	h := hub.New(o)
 	req := hub.AccountRequest{Identifier: id, Password: "correct horse battery", IP: "10.0.0.1"}
 	req.Challenge = solveFor(t, h, id)
 	if _, err := h.Register(ctx, req); err != nil {

@@ -3,7 +3,6 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"regexp"
 	"sync"
 	"testing"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
-	"github.com/devicehub/devicehub/notify"
-	"github.com/devicehub/devicehub/store/sqlite"
 )
 
 const cmdPassword = "correct horse battery"
@@ -49,14 +46,10 @@ func (r *recorder) take() []devices.Command {
 func commandHub(t *testing.T) (*hub.Hub, *clock, *recorder, string, devices.Identity) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devicehub.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk,
-		Accounts: hub.AccountOptions{ChallengeBase: 1000}, Commands: db})
+	db := openDB(t)
+	o, clk := baseOptions(db)
+	o.Accounts, o.Commands = hub.AccountOptions{ChallengeBase: 1000}, db
+	h := hub.New(o)
 	rec := &recorder{}
 	h.AttachTransport(rec, rec)
 	req := hub.AccountRequest{Identifier: "lou@example.com", Password: cmdPassword, IP: "10.0.0.1", Challenge: solveFor(t, h, "lou@example.com")}

@@ -2,14 +2,12 @@ package hub_test
 
 import (
 	"context"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
-	"github.com/devicehub/devicehub/notify"
 	"github.com/devicehub/devicehub/store/sqlite"
 )
 
@@ -23,18 +21,10 @@ type perDeviceSync struct{ hub.SyncStore }
 func pairingHub(t *testing.T) (h, perDevice *hub.Hub, clk *clock, anna, boris hub.LoadAccount, sl *sqlite.SyncLog) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devicehub.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	sl, err = db.SyncLog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sl.Close)
-	clk = &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	opts := hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk, Sync: sl}
+	db := openDB(t)
+	sl = openSyncLog(t, db)
+	opts, clk := baseOptions(db)
+	opts.Sync = sl
 	h = hub.New(opts)
 	opts.Sync = perDeviceSync{sl}
 	perDevice = hub.New(opts)

@@ -3,7 +3,6 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
-	"github.com/devicehub/devicehub/notify"
 	"github.com/devicehub/devicehub/store/sqlite"
 )
 
@@ -74,20 +72,10 @@ type settingsWorld struct {
 
 func newSettingsWorld(t *testing.T) *settingsWorld {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devicehub.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	sl, err := db.SyncLog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sl.Close)
-	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk,
-		Accounts: hub.AccountOptions{ChallengeBase: 1000}, Sync: sl})
+	db := openDB(t)
+	o, clk := baseOptions(db)
+	o.Accounts, o.Sync = hub.AccountOptions{ChallengeBase: 1000}, openSyncLog(t, db)
+	h := hub.New(o)
 	rec := &topicRecorder{}
 	h.AttachTransport(rec, rec)
 	return &settingsWorld{h: h, db: db, clk: clk, rec: rec}

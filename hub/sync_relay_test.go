@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,8 +12,6 @@ import (
 	"github.com/devicehub/devicehub/app/apptest"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
-	"github.com/devicehub/devicehub/notify"
-	"github.com/devicehub/devicehub/store/sqlite"
 )
 
 // relayHub is a hub on a real SQLite file with a fast relay back-off, one account with a
@@ -22,19 +19,10 @@ import (
 func relayHub(t *testing.T, opts hub.SyncOptions) (*hub.Hub, *clock, devices.Identity, devices.Identity) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devicehub.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	sl, err := db.SyncLog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sl.Close)
-	clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	h := hub.New(hub.Options{Store: db, Notifier: notify.New(notify.Options{Store: db, Clock: clk}), Clock: clk,
-		Sync: sl, SyncOptions: opts, Commands: db})
+	db := openDB(t)
+	o, clk := baseOptions(db)
+	o.Sync, o.SyncOptions, o.Commands = openSyncLog(t, db), opts, db
+	h := hub.New(o)
 	accs, err := h.CreateLoadAccounts(ctx, 1, "10.0.0.1")
 	if err != nil {
 		t.Fatal(err)
