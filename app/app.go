@@ -98,6 +98,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err
 		AllowAnonymous:       cfg.Broker.AllowAnonymous,
 		MaxPacketSize:        cfg.Broker.MaxPacketSize,
 		MaxConnectPacketSize: cfg.Broker.MaxConnectPacketSize,
+		ConnectTimeout:       cfg.Broker.ConnectTimeout,
+		MaxUnackedPublishes:  cfg.Broker.MaxUnackedPublishes,
 		State:                stateAdapter{a.state},
 		Hub:                  a.hub,
 		SyncWindow:           cfg.Sync.Window,

@@ -56,6 +56,8 @@ type authHook struct {
 	// answered, so a drop the request caused (unbinding itself) waits for the answer.
 	busy   sync.Map // *mqtt.Client → *sync.Mutex
 	ackers sync.Map // *mqtt.Client → *acker (ingest.go), while it has pipelined publishes
+	// maxUnacked bounds each connection's publishes waiting for their commit (0: the default).
+	maxUnacked int
 }
 
 func (h *authHook) ID() string { return "devicehub-auth" }

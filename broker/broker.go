@@ -33,7 +33,10 @@ type Options struct {
 	// the TLS handshake included (0: 10 s): a silent or trickling client holds a connection
 	// and a goroutine for no longer.
 	ConnectTimeout time.Duration
-	State          StateStore
+	// MaxUnackedPublishes bounds one connection's QoS 1 telemetry publishes waiting for their
+	// commit; past it the connection is not read (0: 256).
+	MaxUnackedPublishes int
+	State               StateStore
 	// Hub authenticates devices and answers their requests; nil accepts no device (only
 	// anonymous clients, when allowed).
 	Hub *hub.Hub
@@ -120,7 +123,7 @@ func New(opts Options) (*Broker, error) {
 		log.Warn("!!! broker.allow_anonymous is true: ANY MQTT client may connect without credentials. Local experiments only !!!")
 	}
 	auth := &authHook{hub: opts.Hub, allowAnonymous: opts.AllowAnonymous, metrics: opts.Metrics, log: log, srv: srv,
-		inline: srv.NewClient(nil, "local", "inline", true), drops: b.drops}
+		inline: srv.NewClient(nil, "local", "inline", true), drops: b.drops, maxUnacked: opts.MaxUnackedPublishes}
 	b.auth = auth
 	limits.auth = auth
 	if err := srv.AddHook(auth, nil); err != nil {

@@ -70,10 +70,11 @@ func (h *authHook) refuseTelemetry(c *conn, stream string, payload []byte, err e
 	h.sendResponse(c.id, devices.Response{ID: telemetryResponseID(stream, payload), Error: errorBody(err)})
 }
 
-// maxPendingAcks bounds how many of one connection's QoS 1 publishes wait for their commit
-// at once. When it is reached the connection's next packet is not read until one is
-// acknowledged: backpressure reaches the device through TCP, and memory stays bounded.
-const maxPendingAcks = 256
+// defaultMaxUnacked bounds how many of one connection's QoS 1 publishes wait for their commit
+// at once (broker.max_unacked_publishes). When it is reached the connection's next packet is
+// not read until one is acknowledged: backpressure reaches the device through TCP, and
+// memory stays bounded by configuration (connections × this × the largest packet).
+const defaultMaxUnacked = 256
 
 // pendingAck is one QoS 1 publish waiting for its PUBACK.
 type pendingAck struct {
@@ -102,14 +103,18 @@ func (h *authHook) ackerOf(cl *mqtt.Client) *acker {
 	if v, ok := h.ackers.Load(cl); ok {
 		return v.(*acker)
 	}
-	a := &acker{cl: cl, log: h.log, slots: make(chan struct{}, maxPendingAcks), queue: make(chan pendingAck, maxPendingAcks)}
+	n := h.maxUnacked
+	if n <= 0 {
+		n = defaultMaxUnacked
+	}
+	a := &acker{cl: cl, log: h.log, slots: make(chan struct{}, n), queue: make(chan pendingAck, n)}
 	h.ackers.Store(cl, a)
 	go a.run()
 	return a
 }
 
 // reserve takes a slot for the next publish, waiting while the connection has
-// maxPendingAcks unanswered ones.
+// maxUnacked unanswered ones.
 func (a *acker) reserve() {
 	a.slots <- struct{}{}
 	a.pending.Add(1)

@@ -62,6 +62,10 @@ type BrokerConfig struct {
 	MaxPacketSize int
 	// MaxConnectPacketSize bounds packets before authentication (the CONNECT itself).
 	MaxConnectPacketSize int
+	// ConnectTimeout bounds the time from accepting a connection to its complete CONNECT.
+	ConnectTimeout time.Duration
+	// MaxUnackedPublishes bounds one connection's publishes waiting for their commit.
+	MaxUnackedPublishes int
 }
 
 // HTTPConfig is the HTTP API, metrics and web portal server.
@@ -149,6 +153,8 @@ func keyList() []key {
 		{"broker.allow_anonymous", false, false, "accept MQTT clients without credentials (local experiments only; refused with a non-loopback listener)"},
 		{"broker.max_packet_size", 256 * 1024, false, "largest MQTT packet accepted from an authenticated client, in bytes"},
 		{"broker.max_connect_packet_size", 4096, false, "largest packet accepted before CONNECT is authenticated, in bytes"},
+		{"broker.connect_timeout", "10s", false, "how long a new connection may take to complete its CONNECT (TLS handshake included) before it is closed"},
+		{"broker.max_unacked_publishes", 256, false, "QoS 1 publishes of one connection waiting for their commit; past it the connection is not read (backpressure)"},
 		{"http.addr", "127.0.0.1:8080", false, "HTTP API, /metrics, /healthz, /readyz and web portal address"},
 		{"store.path", "./data/devicehub.db", false, "SQLite database file (its folder is created)"},
 		{"store.synchronous", "FULL", false, "SQLite synchronous pragma: FULL survives power loss, NORMAL only a process crash"},
@@ -334,6 +340,8 @@ func fromViper(v *viper.Viper) (*Config, error) {
 			AllowAnonymous:       boolean("broker.allow_anonymous"),
 			MaxPacketSize:        integer("broker.max_packet_size"),
 			MaxConnectPacketSize: integer("broker.max_connect_packet_size"),
+			ConnectTimeout:       duration("broker.connect_timeout"),
+			MaxUnackedPublishes:  integer("broker.max_unacked_publishes"),
 		},
 		HTTP:  HTTPConfig{Addr: str("http.addr")},
 		Store: StoreConfig{Path: str("store.path"), Synchronous: strings.ToUpper(str("store.synchronous")), BusyTimeout: duration("store.busy_timeout")},
@@ -390,6 +398,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Broker.MaxConnectPacketSize < 128 || c.Broker.MaxConnectPacketSize > c.Broker.MaxPacketSize {
 		return &Error{Key: "broker.max_connect_packet_size", Value: strconv.Itoa(c.Broker.MaxConnectPacketSize), Reason: "must be between 128 and broker.max_packet_size"}
+	}
+	if c.Broker.ConnectTimeout < time.Second || c.Broker.ConnectTimeout > 5*time.Minute {
+		return &Error{Key: "broker.connect_timeout", Value: c.Broker.ConnectTimeout.String(), Reason: "must be between 1s and 5m"}
+	}
+	if c.Broker.MaxUnackedPublishes < 1 || c.Broker.MaxUnackedPublishes > 65535 {
+		return &Error{Key: "broker.max_unacked_publishes", Value: strconv.Itoa(c.Broker.MaxUnackedPublishes), Reason: "must be between 1 and 65535 (MQTT packet IDs)"}
 	}
 	if c.Store.Path == "" {
 		return &Error{Key: "store.path", Value: "", Reason: "must not be empty"}
@@ -605,6 +619,8 @@ func (c *Config) Redacted() [][2]string {
 		"broker.allow_anonymous":         strconv.FormatBool(c.Broker.AllowAnonymous),
 		"broker.max_packet_size":         strconv.Itoa(c.Broker.MaxPacketSize),
 		"broker.max_connect_packet_size": strconv.Itoa(c.Broker.MaxConnectPacketSize),
+		"broker.connect_timeout":         c.Broker.ConnectTimeout.String(),
+		"broker.max_unacked_publishes":   strconv.Itoa(c.Broker.MaxUnackedPublishes),
 		"http.addr":                      c.HTTP.Addr,
 		"store.path":                     c.Store.Path,
 		"store.synchronous":              c.Store.Synchronous,
