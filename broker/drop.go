@@ -12,8 +12,10 @@ import (
 )
 
 // defaultDropFlush bounds how long a dropped device has to acknowledge the last messages the
-// hub sent it (the "unbound" notice, the response to its own unbind request).
-const defaultDropFlush = 3 * time.Second
+// hub sent it (the "unbound" notice, the response to its own unbind request). Its rights
+// end at once whatever this is; it only decides when the connection is closed, so it is
+// generous: 3 s was once too short for a phone's own unbind answer on a loaded machine.
+const defaultDropFlush = 10 * time.Second
 
 // Drop disconnects a device and forgets its session: subscriptions, queued messages and the
 // persisted copy of both. The hub calls it when a device's credentials are revoked, right
