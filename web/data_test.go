@@ -54,25 +54,10 @@ func TestDataPageWeightAndPeriods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scales, err := api.Provision(c, "scale", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scale := scales[0].DeviceID
-	// Binding, pairing and the samples go straight to the hub: MQTT is not what this test is
-	// about (TestPortalInBrowser sends telemetry over MQTT).
+	// Pairing and the samples go straight to the hub: MQTT is not what this test is about
+	// (TestPortalInBrowser sends telemetry over MQTT).
+	scale := bindGadget(t, h, api, anna, "scale")
 	hb := h.Hub()
-	id, err := hb.DeviceIdentity(c, scale)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := hb.RequestBindCode(c, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := anna.Bind(c, scale, bc.Code); err != nil {
-		t.Fatal(err)
-	}
 	phoneID, err := hb.DeviceIdentity(c, phone.DeviceID)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +65,8 @@ func TestDataPageWeightAndPeriods(t *testing.T) {
 	if err := hb.Pair(c, phoneID, scale); err != nil {
 		t.Fatal(err)
 	}
-	if id, err = hb.DeviceIdentity(c, scale); err != nil {
+	id, err := hb.DeviceIdentity(c, scale)
+	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()

@@ -141,23 +141,8 @@ func TestFindPageCommands(t *testing.T) {
 	}
 
 	// A band is no phone: ring is refused with the hub's message.
-	bands, err := api.Provision(c, "band", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hb := h.Hub()
-	bandID, err := hb.DeviceIdentity(c, bands[0].DeviceID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := hb.RequestBindCode(c, bandID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := api.WithToken(l.Token).Bind(c, bands[0].DeviceID, bc.Code); err != nil {
-		t.Fatal(err)
-	}
-	resp, body := b.post("/devices/"+bands[0].DeviceID+"/commands", url.Values{"csrf": {b.csrf(find)}, "type": {"ring"}})
+	band := bindGadget(t, h, api, api.WithToken(l.Token), "band")
+	resp, body := b.post("/devices/"+band+"/commands", url.Values{"csrf": {b.csrf(find)}, "type": {"ring"}})
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(errorOf(body), "nly phones and tablets") {
 		t.Fatalf("ring a band: %d %q", resp.StatusCode, errorOf(body))
 	}

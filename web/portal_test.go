@@ -84,6 +84,30 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// bindGadget provisions a gadget of typ and binds it to owner with the code the hub makes for
+// it, straight from the hub (MQTT is not what the portal tests are about); the binding
+// itself goes through the API like the owner's. It returns the gadget's device ID.
+func bindGadget(t *testing.T, h *apptest.Hub, api, owner *apiclient.Client, typ string) string {
+	t.Helper()
+	c := ctx(t)
+	creds, err := api.Provision(c, typ, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := h.Hub().DeviceIdentity(c, creds[0].DeviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := h.Hub().RequestBindCode(c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Bind(c, id.DeviceID, bc.Code); err != nil {
+		t.Fatal(err)
+	}
+	return id.DeviceID
+}
+
 // signIn signs in through the portal's form, solving the challenge in Go as the page's
 // script does in the browser.
 func (b *browser) signIn(api *apiclient.Client, identifier, password string) *http.Response {
@@ -445,25 +469,8 @@ func TestPairedDevicesShown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bands, err := api.Provision(c, "band", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	band := bands[0].DeviceID
-	// The band's code and the pairing come straight from the hub (MQTT is not what this
-	// test is about); binding goes through the API like the owner's.
+	band := bindGadget(t, h, api, anna, "band")
 	hb := h.Hub()
-	bandID, err := hb.DeviceIdentity(c, band)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := hb.RequestBindCode(c, bandID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := anna.Bind(c, band, bc.Code); err != nil {
-		t.Fatal(err)
-	}
 	if err := anna.Do(c, http.MethodPatch, "/api/v1/devices/"+band, map[string]string{"name": "Running band"}, nil); err != nil {
 		t.Fatal(err)
 	}
