@@ -15,6 +15,8 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/devicehub/devicehub/hub"
 	"github.com/devicehub/devicehub/metrics"
@@ -71,6 +73,9 @@ type Broker struct {
 	// dropFlush bounds how long Drop waits for the device to acknowledge what the hub told
 	// it last.
 	dropFlush time.Duration
+	// served are our listeners, conns the connections they serve (listener.go).
+	served []listeners.Listener
+	conns  *connTracker
 }
 
 // New builds the broker and opens its listeners (so a port in use fails here, by name).
@@ -112,7 +117,7 @@ func New(opts Options) (*Broker, error) {
 		Logger:                 newMochiLogger(log), // mochilog.go
 		SysTopicResendInterval: 0,
 	})
-	b := &Broker{srv: srv, log: log, drops: newDropHook(), dropFlush: defaultDropFlush}
+	b := &Broker{srv: srv, log: log, drops: newDropHook(), dropFlush: defaultDropFlush, conns: newConnTracker()}
 	// First, so that it sees each packet before any other hook does.
 	limits := &limitsHook{srv: srv, anonymousRetain: opts.AllowAnonymous}
 	if err := srv.AddHook(limits, nil); err != nil {
@@ -164,7 +169,9 @@ func New(opts Options) (*Broker, error) {
 		if opts.TLS != nil {
 			proto = "tls"
 		}
-		if err := srv.AddListener(&listener{id: "tcp", proto: proto, ln: ln, guard: guard, connectTimeout: opts.ConnectTimeout}); err != nil {
+		tcp := &listener{id: "tcp", proto: proto, ln: ln, guard: guard, connectTimeout: opts.ConnectTimeout, conns: b.conns}
+		b.served = append(b.served, tcp)
+		if err := srv.AddListener(tcp); err != nil {
 			b.closeOpened()
 			return nil, err
 		}
@@ -177,7 +184,9 @@ func New(opts Options) (*Broker, error) {
 		}
 		b.opened = append(b.opened, ln)
 		b.wsAddr = ln.Addr().String()
-		if err := srv.AddListener(newWSListener("ws", ln, guard, opts.ConnectTimeout)); err != nil {
+		ws := newWSListener("ws", ln, guard, opts.ConnectTimeout, b.conns)
+		b.served = append(b.served, ws)
+		if err := srv.AddListener(ws); err != nil {
 			b.closeOpened()
 			return nil, err
 		}
@@ -222,6 +231,19 @@ func (p hubPublisher) Publish(_ context.Context, topic string, payload []byte, q
 // Close disconnects every client and stops the listeners. Session state was written as it
 // changed, so nothing is left to flush.
 func (b *Broker) Close() error {
+	// Stop accepting and disconnect every client ourselves (as mochi's Close would), end the
+	// connections still without a CONNECT, and wait until mochi is done with all of them:
+	// only then is mochi's own Close free of a race with a connection being set up.
+	for _, l := range b.served {
+		l.Close(func(id string) {
+			for _, cl := range b.srv.Clients.GetByListener(id) {
+				_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		})
+	}
+	if !b.conns.closeAll(5 * time.Second) {
+		b.log.Warn("mqtt connections still open after 5s; closing the broker anyway")
+	}
 	err := b.srv.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil

@@ -27,6 +27,75 @@ type listener struct {
 	connectTimeout time.Duration
 	end            atomic.Bool
 	log            *slog.Logger
+	conns          *connTracker // nil: not tracked (tests that build a bare listener)
+}
+
+// connTracker knows the connections the listeners are serving, so the broker can end them
+// and wait until mochi has returned from each before it closes the server. mochi's Close
+// writes server state that a connection still being set up reads, and nothing in mochi
+// orders the two (the race detector caught it in a test that stopped the hub right after a
+// connection was accepted).
+type connTracker struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	idle   chan struct{} // closed once closed is set and no connection is left
+}
+
+func newConnTracker() *connTracker {
+	return &connTracker{conns: map[net.Conn]struct{}{}, idle: make(chan struct{})}
+}
+
+// enter registers a new connection; false once the broker is closing (drop the connection).
+func (t *connTracker) enter(c net.Conn) bool {
+	if t == nil {
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+// leave is called when mochi has returned from the connection.
+func (t *connTracker) leave(c net.Conn) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.conns, c)
+	if t.closed && len(t.conns) == 0 {
+		close(t.idle)
+	}
+}
+
+// closeAll refuses new connections, closes the open ones (after the caller disconnected the
+// clients, so a DISCONNECT could be sent first) and waits, at most wait, until mochi has
+// returned from every one.
+func (t *connTracker) closeAll(wait time.Duration) bool {
+	t.mu.Lock()
+	if !t.closed {
+		t.closed = true
+		if len(t.conns) == 0 {
+			close(t.idle)
+		}
+	}
+	for c := range t.conns {
+		_ = c.Close()
+	}
+	t.mu.Unlock()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-t.idle:
+		return true
+	case <-timer.C:
+		return false
+	}
 }
 
 // defaultConnectTimeout is how long a new connection has to complete its TLS handshake and
@@ -62,8 +131,13 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			conn.Close()
 			return
 		}
+		if !l.conns.enter(conn) {
+			conn.Close()
+			continue
+		}
 		_ = conn.SetReadDeadline(time.Now().Add(connectTimeout(l.connectTimeout)))
 		go func() {
+			defer l.conns.leave(conn)
 			gc := l.guard(conn)
 			defer finished(gc)
 			if err := establish(l.id, gc); err != nil && !errors.Is(err, io.EOF) {
@@ -102,13 +176,14 @@ type wsListener struct {
 	// connectTimeout bounds the wait for the CONNECT once upgraded (the HTTP server's
 	// header timeout bounds the upgrade).
 	connectTimeout time.Duration
+	conns          *connTracker
 }
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id string, ln net.Listener, guard func(net.Conn) net.Conn, connectTimeout time.Duration) *wsListener {
+func newWSListener(id string, ln net.Listener, guard func(net.Conn) net.Conn, connectTimeout time.Duration, conns *connTracker) *wsListener {
 	l := &wsListener{
-		id: id, ln: ln, guard: guard, connectTimeout: connectTimeout,
+		id: id, ln: ln, guard: guard, connectTimeout: connectTimeout, conns: conns,
 		upgrader: websocket.Upgrader{
 			Subprotocols: []string{"mqtt"},
 			// Devices are not browsers; the web portal uses the HTTP API, not this endpoint.
@@ -132,6 +207,10 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
+	if !l.conns.enter(c.NetConn()) {
+		return
+	}
+	defer l.conns.leave(c.NetConn())
 	_ = c.NetConn().SetReadDeadline(time.Now().Add(connectTimeout(l.connectTimeout)))
 	gc := l.guard(&wsConn{Conn: c.NetConn(), c: c})
 	defer finished(gc)
