@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/devicehub/devicehub/apiclient"
-	"github.com/devicehub/devicehub/app/apptest"
 	"github.com/devicehub/devicehub/devices"
 )
 
@@ -40,16 +38,9 @@ func weightLines(t *testing.T, body string) []string {
 // incomplete and too long periods are a 400 page that says why and keeps the dates typed, with
 // no chart; another account's scale is a 404 whatever the period.
 func TestDataPageWeightAndPeriods(t *testing.T) {
-	h := apptest.Start(t, nil)
+	h, api, anna := startWithAnna(t)
 	c := ctx(t)
-	api := apiclient.New(h.URL())
-	api.AdminToken = h.Config.Admin.Token
-	const who, password = "anna@example.com", "anna-likes-long-walks"
-	l, err := api.CreateAccount(c, who, password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	anna := api.WithToken(l.Token)
+	const who, password = annaEmail, annaPassword
 	phone, err := anna.RegisterDevice(c, "phone", "Annas phone", "")
 	if err != nil {
 		t.Fatal(err)

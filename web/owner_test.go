@@ -19,14 +19,8 @@ import (
 // and the API token, keeps this one, and the security page then lists this session alone,
 // without the button.
 func TestRevokeOtherSessions(t *testing.T) {
-	h := apptest.Start(t, nil)
-	api := apiclient.New(h.URL())
-	api.AdminToken = h.Config.Admin.Token
-	const who, password = "anna@example.com", "anna-likes-long-walks"
-	l, err := api.CreateAccount(ctx(t), who, password)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, api, anna := startWithAnna(t)
+	const who, password = annaEmail, annaPassword
 	b, other := newBrowser(t, h.URL()), newBrowser(t, h.URL())
 	b.signIn(api, who, password)
 	other.signIn(api, who, password)
@@ -40,7 +34,7 @@ func TestRevokeOtherSessions(t *testing.T) {
 	if resp, _ := other.get("/devices"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
 		t.Fatalf("the other browser is still signed in: %d", resp.StatusCode)
 	}
-	if _, err := api.WithToken(l.Token).Devices(ctx(t)); apiclient.Code(err) != "unauthorized" {
+	if _, err := anna.Devices(ctx(t)); apiclient.Code(err) != "unauthorized" {
 		t.Fatalf("the API token still works: %v", err)
 	}
 	resp, body = b.get("/security?done=revokedothers")
@@ -67,16 +61,10 @@ func commandStates(body string) []string {
 // phone, which acknowledges them, and the page shows each state; the unlock button shows only
 // in lost mode, and unlocking ends it. A band takes no such commands: the page says so.
 func TestFindPageCommands(t *testing.T) {
-	h := apptest.Start(t, nil)
+	h, api, anna := startWithAnna(t)
 	c := ctx(t)
-	api := apiclient.New(h.URL())
-	api.AdminToken = h.Config.Admin.Token
-	const who, password = "anna@example.com", "anna-likes-long-walks"
-	l, err := api.CreateAccount(c, who, password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := api.WithToken(l.Token).RegisterDevice(c, "phone", "Anna's phone", "")
+	const who, password = annaEmail, annaPassword
+	creds, err := anna.RegisterDevice(c, "phone", "Anna's phone", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +129,7 @@ func TestFindPageCommands(t *testing.T) {
 	}
 
 	// A band is no phone: ring is refused with the hub's message.
-	band := bindGadget(t, h, api, api.WithToken(l.Token), "band")
+	band := bindGadget(t, h, api, anna, "band")
 	resp, body := b.post("/devices/"+band+"/commands", url.Values{"csrf": {b.csrf(find)}, "type": {"ring"}})
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(errorOf(body), "nly phones and tablets") {
 		t.Fatalf("ring a band: %d %q", resp.StatusCode, errorOf(body))
@@ -151,16 +139,9 @@ func TestFindPageCommands(t *testing.T) {
 // TestUnbindAsksForThePassword: the device page's unbind needs the account password again:
 // none (400) or a wrong one (401) is refused and the device stays; the right one unbinds.
 func TestUnbindAsksForThePassword(t *testing.T) {
-	h := apptest.Start(t, nil)
+	h, api, anna := startWithAnna(t)
 	c := ctx(t)
-	api := apiclient.New(h.URL())
-	api.AdminToken = h.Config.Admin.Token
-	const who, password = "anna@example.com", "anna-likes-long-walks"
-	l, err := api.CreateAccount(c, who, password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	anna := api.WithToken(l.Token)
+	const who, password = annaEmail, annaPassword
 	creds, err := anna.RegisterDevice(c, "phone", "Anna's phone", "")
 	if err != nil {
 		t.Fatal(err)

@@ -84,6 +84,23 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// Anna's account in the tests that sign her in through the pages.
+const annaEmail, annaPassword = "anna@example.com", "anna-likes-long-walks"
+
+// startWithAnna starts a hub and creates Anna's confirmed account through the admin fast
+// path; it returns the hub, the admin API client and Anna's API client.
+func startWithAnna(t *testing.T) (*apptest.Hub, *apiclient.Client, *apiclient.Client) {
+	t.Helper()
+	h := apptest.Start(t, nil)
+	api := apiclient.New(h.URL())
+	api.AdminToken = h.Config.Admin.Token
+	l, err := api.CreateAccount(ctx(t), annaEmail, annaPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, api, api.WithToken(l.Token)
+}
+
 // bindGadget provisions a gadget of typ and binds it to owner with the code the hub makes for
 // it, straight from the hub (MQTT is not what the portal tests are about); the binding
 // itself goes through the API like the owner's. It returns the gadget's device ID.
