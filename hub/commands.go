@@ -267,17 +267,7 @@ func cleanLockMessage(s string) (string, error) {
 // store is the queue, and a persistent session does not get a second copy (mochi would also
 // refuse the device's SUBSCRIBE whose packet ID collides with a queued message's).
 func (h *Hub) deliver(ctx context.Context, c Command) Command {
-	p, _ := h.transport()
-	if p == nil {
-		return c
-	}
-	b, err := json.Marshal(devices.Command{ID: c.ID, Type: c.Type, Args: c.Args, IssuedAt: c.CreatedAt.UTC()})
-	if err != nil {
-		h.log.Error("encode command", "command", c.ID, "error", err)
-		return c
-	}
-	if err := p.Publish(ctx, devices.CommandTopic(c.DeviceID), b, 1); err != nil {
-		h.log.Warn("send command", "device", c.DeviceID, "command", c.ID, "error", err)
+	if err := h.publishCommand(ctx, c.DeviceID, c.ID, c.Type, c.Args, c.CreatedAt); err != nil {
 		return c
 	}
 	if c.State == CommandQueued {

@@ -487,23 +487,34 @@ func (h *Hub) RecordRefusal(ctx context.Context, id devices.Identity, action, to
 
 // sendCommand publishes an event or command to a device's commands topic at QoS 1.
 func (h *Hub) sendCommand(ctx context.Context, deviceID, typ string, args any) {
+	_ = h.publishCommand(ctx, deviceID, NewID("cmd"), typ, args, h.clock.Now())
+}
+
+// publishCommand publishes one command (args encoded as its JSON) on the device's commands
+// topic at QoS 1. Failures are logged here and returned for callers that record delivery.
+func (h *Hub) publishCommand(ctx context.Context, deviceID, id, typ string, args any, issued time.Time) error {
 	p, _ := h.transport()
 	if p == nil {
-		return
+		return errors.New("no transport")
 	}
-	raw, err := json.Marshal(args)
+	raw, ok := args.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(args); err != nil {
+			h.log.Error("encode command", "type", typ, "error", err)
+			return err
+		}
+	}
+	b, err := json.Marshal(devices.Command{ID: id, Type: typ, Args: raw, IssuedAt: issued.UTC()})
 	if err != nil {
 		h.log.Error("encode command", "type", typ, "error", err)
-		return
-	}
-	b, err := json.Marshal(devices.Command{ID: NewID("cmd"), Type: typ, Args: raw, IssuedAt: h.clock.Now().UTC()})
-	if err != nil {
-		h.log.Error("encode command", "type", typ, "error", err)
-		return
+		return err
 	}
 	if err := p.Publish(ctx, devices.CommandTopic(deviceID), b, 1); err != nil {
-		h.log.Warn("send command", "device", deviceID, "type", typ, "error", err)
+		h.log.Warn("send command", "device", deviceID, "type", typ, "command", id, "error", err)
+		return err
 	}
+	return nil
 }
 
 func cleanName(name, def string) (string, error) {

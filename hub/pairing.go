@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -189,27 +188,11 @@ func (h *Hub) sendNotices(ctx context.Context, notices []PairingNotice) {
 }
 
 func (h *Hub) publishNotice(ctx context.Context, n PairingNotice) {
-	p, _ := h.transport()
-	if p == nil {
-		return
-	}
 	var args any = devices.UnpairedArgs{PeerID: n.PeerID}
 	if n.Type == devices.CmdPaired {
 		args = devices.PairedArgs{PeerID: n.PeerID, LinkKey: n.LinkKey}
 	}
-	raw, err := json.Marshal(args)
-	if err != nil {
-		h.log.Error("encode pairing notice", "error", err)
-		return
-	}
-	b, err := json.Marshal(devices.Command{ID: n.ID, Type: n.Type, Args: raw, IssuedAt: n.CreatedAt.UTC()})
-	if err != nil {
-		h.log.Error("encode pairing notice", "error", err)
-		return
-	}
-	if err := p.Publish(ctx, devices.CommandTopic(n.DeviceID), b, 1); err != nil {
-		h.log.Warn("send pairing notice", "device", n.DeviceID, "type", n.Type, "error", err)
-	}
+	_ = h.publishCommand(ctx, n.DeviceID, n.ID, n.Type, args, n.CreatedAt)
 }
 
 // PairingsOnSubscribe sends a device the pairing notices it has not acknowledged: a link key
