@@ -16,6 +16,7 @@ import (
 	"github.com/devicehub/devicehub/app/apptest"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/devices/client"
+	"github.com/devicehub/devicehub/internal/mqttwire"
 )
 
 // world is a hub with two people, Anna and Boris, each signed in with a registered phone.
@@ -281,6 +282,67 @@ func TestActivationLockAndUnbind(t *testing.T) {
 		if !hasEvent(audit, ev, band.DeviceID) {
 			t.Errorf("Anna's audit lacks %s: %+v", ev, audit)
 		}
+	}
+}
+
+// TestLoginDuringUnbindDrop: a device that logs in with its factory secret while the hub is
+// still dropping its old session (waiting for the "unbound" notice to be acknowledged) is let
+// in once the drop ends, not refused. CI once caught the window between the old connection
+// closing and the drop ending (TestActivationLockAndUnbind); here the drop is held open on
+// purpose by not acknowledging the notice until the new login is under way.
+func TestLoginDuringUnbindDrop(t *testing.T) {
+	w := newWorld(t)
+	ctx := testCtx(t)
+	band, secret, bound := w.bindBand(t)
+	bound.Close()
+	w.waitOffline(t, band.DeviceID)
+	old := rawDevice(t, w.h.MQTTAddr(), 4, band.DeviceID, secret, true)
+	if code := old.subscribe(t, devices.CommandTopic(band.DeviceID)); code != 1 {
+		t.Fatalf("SUBACK %#x", code)
+	}
+	if err := w.anna.Unbind(ctx, band.DeviceID, w.annaPassword); err != nil {
+		t.Fatal(err)
+	}
+	// The notice, left unacknowledged so the drop waits.
+	var pid [2]byte
+	for {
+		hdr, body, err := mqttwire.ReadPacket(old.c)
+		if err != nil {
+			t.Fatalf("waiting for the unbound notice: %v", err)
+		}
+		if hdr>>4 != 3 {
+			continue
+		}
+		n := 2 + (int(body[0])<<8 | int(body[1]))
+		if string(body[2:n]) == devices.CommandTopic(band.DeviceID) && strings.Contains(string(body[n+2:]), devices.CmdUnbound) {
+			copy(pid[:], body[n:n+2])
+			break
+		}
+	}
+	type result struct {
+		c   *client.Client
+		err error
+	}
+	login := make(chan result, 1)
+	go func() {
+		c, err := client.Connect(ctx, client.Options{Broker: w.h.MQTTURL(), DeviceID: band.DeviceID, Secret: band.Secret, CleanSession: true})
+		login <- result{c, err}
+	}()
+	// Give the login time to reach the hub while the drop still runs; it only makes the test
+	// weaker (never wrong) if the login is slower than this.
+	time.Sleep(300 * time.Millisecond)
+	if _, err := old.c.Write([]byte{0x40, 2, pid[0], pid[1]}); err != nil {
+		t.Fatalf("PUBACK: %v", err)
+	}
+	old.closed(t)
+	r := <-login
+	if r.err != nil {
+		t.Fatalf("factory login during the drop: %v", r.err)
+	}
+	defer r.c.Close()
+	// It is the unbound band: its new owner binds it with the code it shows.
+	if err := w.boris.Bind(ctx, band.DeviceID, bindCode(t, r.c)); err != nil {
+		t.Fatalf("new owner binds: %v", err)
 	}
 }
 

@@ -23,6 +23,9 @@ import (
 // goroutine and block that client (never others) while they run.
 const hookTimeout = 10 * time.Second
 
+// dropLoginWait bounds how long a login waits for the drop of the device's old session.
+const dropLoginWait = 3 * time.Second
+
 // maxAuditedRefusals bounds how many refusals of one connection reach the audit log, so a
 // hostile client cannot turn refusals into a write flood.
 const maxAuditedRefusals = 10
@@ -106,8 +109,10 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		return h.refuseLogin(cl, "client_id_mismatch")
 	}
 	// While a revoked session is being dropped nobody may take it over, not even the device
-	// with its factory secret: it would inherit what was queued for the old binding.
-	if h.drops != nil && h.drops.dropping(cl.ID) {
+	// with its factory secret: it would inherit what was queued for the old binding. The
+	// login waits a little for the drop to end (usually it is in its last steps) and is
+	// refused if it does not, so the device tries again later.
+	if h.drops != nil && !h.drops.await(cl.ID, dropLoginWait) {
 		return h.refuseLogin(cl, "session_being_dropped")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)

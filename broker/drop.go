@@ -68,11 +68,12 @@ type dropHook struct {
 	mqtt.HookBase
 	mu    sync.Mutex
 	ids   map[string]int
+	ended map[string]chan struct{} // closed when the device's last drop ends
 	wakes map[*mqtt.Client]chan struct{}
 }
 
 func newDropHook() *dropHook {
-	return &dropHook{ids: map[string]int{}, wakes: map[*mqtt.Client]chan struct{}{}}
+	return &dropHook{ids: map[string]int{}, ended: map[string]chan struct{}{}, wakes: map[*mqtt.Client]chan struct{}{}}
 }
 
 func (h *dropHook) ID() string { return "devicehub-drop" }
@@ -91,11 +92,35 @@ func (h *dropHook) dropping(id string) bool {
 	return h.ids[id] > 0
 }
 
+// await waits at most max until no drop of the device is running, and reports whether none
+// is. A device that logs in again right after it was unbound usually does so while the drop
+// of its old session finishes its last steps (its connection is already closed): it waits
+// for those instead of being refused.
+func (h *dropHook) await(id string, max time.Duration) bool {
+	h.mu.Lock()
+	ended, ok := h.ended[id]
+	h.mu.Unlock()
+	if !ok {
+		return true
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-ended:
+		return !h.dropping(id)
+	case <-t.C:
+		return false
+	}
+}
+
 // start marks the device as being dropped; the returned func ends that.
 func (h *dropHook) start(id string, cl *mqtt.Client) func() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ids[id]++
+	if h.ended[id] == nil {
+		h.ended[id] = make(chan struct{})
+	}
 	if h.wakes[cl] == nil {
 		h.wakes[cl] = make(chan struct{}, 1)
 	}
@@ -104,6 +129,8 @@ func (h *dropHook) start(id string, cl *mqtt.Client) func() {
 		defer h.mu.Unlock()
 		if h.ids[id]--; h.ids[id] <= 0 {
 			delete(h.ids, id)
+			close(h.ended[id])
+			delete(h.ended, id)
 		}
 		delete(h.wakes, cl)
 	}
