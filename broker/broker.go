@@ -131,14 +131,16 @@ func New(opts Options) (*Broker, error) {
 		inline: srv.NewClient(nil, "local", "inline", true), drops: b.drops, maxUnacked: opts.MaxUnackedPublishes}
 	b.auth = auth
 	limits.auth = auth
+	// Before the auth hook: its OnPublish reserves the packet ID of the publish the auth
+	// hook is about to handle.
+	if err := srv.AddHook(newPacketIDHook(log, srv), nil); err != nil { // packetids.go
+		return nil, fmt.Errorf("add packet ID hook: %w", err)
+	}
 	if err := srv.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
 	}
 	if err := srv.AddHook(b.drops, nil); err != nil { // drop.go
 		return nil, fmt.Errorf("add drop hook: %w", err)
-	}
-	if err := srv.AddHook(newPacketIDHook(log), nil); err != nil { // packetids.go
-		return nil, fmt.Errorf("add packet ID hook: %w", err)
 	}
 	if opts.Hub != nil {
 		relay := &relayHook{auth: auth, hub: opts.Hub, srv: srv, log: log, window: opts.SyncWindow} // relay.go

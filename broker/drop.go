@@ -48,6 +48,17 @@ func (b *Broker) Drop(deviceID string) {
 			b.drops.flush(cl, b.dropFlush)
 			_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
 		}
+		// mochi's own clean-up of the ended connection goes by client ID (it unsubscribes
+		// and removes whatever is registered under it): a login let in before that is over
+		// would lose its subscriptions to it. Logins wait for this drop, so it waits for that.
+		if gc, ok := cl.Net.Conn.(*guardedConn); ok {
+			t := time.NewTimer(previousConnWait)
+			select {
+			case <-gc.done:
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		// The client ID may belong to a newer connection by now (never a login: they are
 		// refused while this runs, but a takeover that began before Drop); its state is not
 		// this session's.

@@ -3,6 +3,7 @@ package broker
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -25,23 +26,34 @@ import (
 // client's packets are read and processed one at a time, so nothing else of this client's
 // can look for the parked entry meanwhile; the server's own ID counter only reaches a parked
 // ID after wrapping 65,535 IDs, and should it ever, the newer entry is kept.
+//
+// The other direction: what the hub sends while it handles a client's QoS 1 PUBLISH (the
+// answer to a request, the "unbound" notice of a device unbinding itself) must not take the
+// publish's own ID, which is not in the table while the hooks run. mochi then stores its
+// PUBACK under that ID, overwriting the hub's message, and deletes it, so the message was
+// never resent and a drop waiting for its acknowledgement did not wait. OnPublish (this
+// hook runs before the hub's) reserves the ID with the PUBACK entry mochi itself puts there
+// a moment later; when mochi does not (the hub answers telemetry itself), the reservation is
+// removed when the client's next packet is read or the connection ends.
 type packetIDHook struct {
 	mqtt.HookBase
 	log *slog.Logger
+	srv *mqtt.Server // its in-flight count, which mochi lowers when it deletes the reservation
 
-	mu     sync.Mutex
-	parked map[*mqtt.Client]packets.Packet
+	mu       sync.Mutex
+	parked   map[*mqtt.Client]packets.Packet
+	reserved map[*mqtt.Client]uint16
 }
 
-func newPacketIDHook(log *slog.Logger) *packetIDHook {
-	return &packetIDHook{log: log, parked: make(map[*mqtt.Client]packets.Packet)}
+func newPacketIDHook(log *slog.Logger, srv *mqtt.Server) *packetIDHook {
+	return &packetIDHook{log: log, srv: srv, parked: make(map[*mqtt.Client]packets.Packet), reserved: make(map[*mqtt.Client]uint16)}
 }
 
 func (h *packetIDHook) ID() string { return "devicehub-packet-ids" }
 
 func (h *packetIDHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPacketRead, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect:
+	case mqtt.OnPacketRead, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect:
 		return true
 	}
 	return false
@@ -49,6 +61,7 @@ func (h *packetIDHook) Provides(b byte) bool {
 
 // OnPacketRead parks the server's in-flight message whose ID the client's packet reuses.
 func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.release(cl)
 	h.restore(cl)
 	if cl.Net.Inline {
 		return pk, nil
@@ -79,7 +92,42 @@ func (h *packetIDHook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte)
 
 func (h *packetIDHook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) { h.restore(cl) }
 
-func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.restore(cl) }
+func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.release(cl)
+	h.restore(cl)
+}
+
+// OnPublish reserves the ID of the client's QoS 1 publish while the hooks after this one
+// handle it.
+func (h *packetIDHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
+		return pk, nil
+	}
+	if _, taken := cl.State.Inflight.Get(pk.PacketID); taken {
+		return pk, nil
+	}
+	if cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}) {
+		atomic.AddInt64(&h.srv.Info.Inflight, 1)
+	}
+	h.mu.Lock()
+	h.reserved[cl] = pk.PacketID
+	h.mu.Unlock()
+	return pk, nil
+}
+
+// release removes a reservation mochi did not overwrite and delete itself.
+func (h *packetIDHook) release(cl *mqtt.Client) {
+	h.mu.Lock()
+	pid, ok := h.reserved[cl]
+	delete(h.reserved, cl)
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	if pk, ok := cl.State.Inflight.Get(pid); ok && pk.FixedHeader.Type == packets.Puback && cl.State.Inflight.Delete(pid) {
+		atomic.AddInt64(&h.srv.Info.Inflight, -1)
+	}
+}
 
 // restore puts the client's parked message back, unless its ID has been taken meanwhile.
 func (h *packetIDHook) restore(cl *mqtt.Client) {
