@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,10 +94,20 @@ type loadResult struct {
 	acked, received, lost int
 	rate, p50, p99        float64
 	ackRate               float64 // publishes acknowledged per second (ingest, before delivery)
+	cores                 float64 // CPU used by the whole process (broker and load clients), in cores
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func (r loadResult) String() string {
-	return fmt.Sprintf("%d acked (%.0f acked/s), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms", r.acked, r.ackRate, r.received, r.lost, r.rate, r.p50, r.p99)
+	return fmt.Sprintf("%d acked (%.0f acked/s), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms, %.2f cores", r.acked, r.ackRate, r.received, r.lost, r.rate, r.p50, r.p99, r.cores)
 }
 
 // collector is the subscriber's side: unique samples and their latencies.
@@ -132,6 +144,7 @@ func drive(b *testing.B, pubs []paho.Client, topic func(i int) string, perPublis
 	b.Helper()
 	var acked atomic.Int64
 	start := time.Now()
+	cpu0 := processCPU()
 	var wg sync.WaitGroup
 	for i, p := range pubs {
 		wg.Add(1)
@@ -175,10 +188,12 @@ func drive(b *testing.B, pubs []paho.Client, topic func(i int) string, perPublis
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Duration(c.last.Load() - start.UnixNano())
+	// Over the busy part of the run: until the last ack or arrival, not the wait for losses.
+	cores := (processCPU() - cpu0).Seconds() / max(ackElapsed, elapsed).Seconds()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sort.Float64s(c.lat)
-	r := loadResult{acked: want, received: len(c.seen), lost: want - len(c.seen), ackRate: float64(want) / ackElapsed.Seconds()}
+	r := loadResult{acked: want, received: len(c.seen), lost: want - len(c.seen), ackRate: float64(want) / ackElapsed.Seconds(), cores: cores}
 	if len(c.lat) > 0 {
 		r.p50, r.p99 = c.lat[len(c.lat)/2], c.lat[len(c.lat)*99/100]
 		r.rate = float64(len(c.seen)) / elapsed.Seconds()
@@ -268,6 +283,9 @@ func benchHub(b *testing.B, people, bands int) (*apptest.Hub, []benchPerson, []a
 		// The durability choice (docs/security.md) is the biggest single factor in latency.
 		if v := os.Getenv("BENCH_STORE_SYNCHRONOUS"); v != "" {
 			c.Store.Synchronous = v
+		}
+		if v := os.Getenv("BENCH_SYNC_WINDOW"); v != "" {
+			c.Sync.Window, _ = strconv.Atoi(v)
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

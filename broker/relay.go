@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,60 @@ type relayConn struct {
 	session *hub.SyncSession
 	mu      sync.Mutex
 	pids    map[uint16]int64 // packet ID → cursor, for entries not yet acknowledged
+	// out holds encoded entries until the session's flush; only the session's goroutine
+	// touches it.
+	out bytes.Buffer
+}
+
+// relayFlushAt is how many encoded bytes the relay buffers before it writes without waiting
+// for the end of the batch.
+const relayFlushAt = 64 << 10
+
+// encode appends pk to rc.out as mochi's Client.WritePacket would write it to cl.
+func (rc *relayConn) encode(pk packets.Packet) error {
+	cl := rc.cl
+	pk.ProtocolVersion = cl.Properties.ProtocolVersion
+	pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
+	if cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0 {
+		pk.Mods.DisallowProblemInfo = true
+	}
+	pk.Mods.AllowResponseInfo = true
+	start := rc.out.Len()
+	if err := pk.PublishEncode(&rc.out); err != nil {
+		rc.out.Truncate(start)
+		return err
+	}
+	if pk.Mods.MaxSize > 0 && uint32(rc.out.Len()-start) > pk.Mods.MaxSize {
+		rc.out.Truncate(start)
+		return packets.ErrPacketTooLarge
+	}
+	return nil
+}
+
+// flush writes what is buffered to the connection in one write, under the client's lock
+// (which mochi holds for each of its own writes, so packets never interleave). A failed
+// write leaves the connection unusable: it is closed, and with it the session.
+func (h *relayHook) flush(rc *relayConn) error {
+	if rc.out.Len() == 0 {
+		return nil
+	}
+	cl := rc.cl
+	n := int64(rc.out.Len())
+	var err error
+	if cl.Closed() {
+		err = mqtt.ErrConnectionClosed
+	} else {
+		cl.Lock()
+		_, err = rc.out.WriteTo(cl.Net.Conn)
+		cl.Unlock()
+	}
+	rc.out.Reset()
+	if err != nil {
+		cl.Stop(err)
+		return err
+	}
+	atomic.AddInt64(&h.srv.Info.BytesSent, n)
+	return nil
 }
 
 func (h *relayHook) ID() string { return "devicehub-relay" }
@@ -164,15 +219,26 @@ func (h *relayHook) start(cl *mqtt.Client) {
 			Created:     time.Now().Unix(),
 			Origin:      "hub",
 		}
+		if err := rc.encode(pk); err != nil {
+			return err
+		}
 		rc.mu.Lock()
 		rc.pids[pk.PacketID] = cursor
 		rc.mu.Unlock()
 		if cl.State.Inflight.Set(pk) {
 			atomic.AddInt64(&h.srv.Info.Inflight, 1)
 		}
-		return cl.WritePacket(pk)
+		atomic.AddInt64(&h.srv.Info.PacketsSent, 1)
+		atomic.AddInt64(&h.srv.Info.MessagesSent, 1)
+		if rc.out.Len() >= relayFlushAt {
+			return h.flush(rc)
+		}
+		return nil
 	}
-	rc.session = h.hub.OpenSync(id, window, send)
+	// Entries are written a batch at a time (one write for up to a window of them) rather
+	// than one write each as mochi's WritePacket does: a fast stream to one phone otherwise
+	// costs a system call per entry on both ends.
+	rc.session = h.hub.OpenSyncBatched(id, window, send, func() error { return h.flush(rc) })
 	if rc.session == nil {
 		return
 	}

@@ -66,6 +66,7 @@ type SyncSession struct {
 	id     devices.Identity
 	window int
 	send   func(cursor int64, payload []byte) error
+	flush  func() error // nil: send writes each entry itself
 
 	wake    chan struct{} // capacity 1: wake-ups coalesce
 	stop    chan struct{}
@@ -84,13 +85,23 @@ type SyncSession struct {
 // the configured one) caps the unacknowledged entries. A controller has one session at a
 // time: opening another closes the previous one.
 func (h *Hub) OpenSync(id devices.Identity, window int, send func(cursor int64, payload []byte) error) *SyncSession {
+	return h.OpenSyncBatched(id, window, send, nil)
+}
+
+// OpenSyncBatched is OpenSync for a transport that buffers what send is given: flush is
+// called after each run of entries the relay sends back to back (up to a window's worth),
+// so the transport writes them to the controller at once, one write instead of one per
+// entry. An entry sent is in flight from send on; a flush that fails means the connection
+// is broken, and the transport must close it (which closes the session): the controller
+// catches up from its durable cursor when it connects again.
+func (h *Hub) OpenSyncBatched(id devices.Identity, window int, send func(cursor int64, payload []byte) error, flush func() error) *SyncSession {
 	if h.sync == nil || !id.Bound() || !devices.IsController(id.Type) {
 		return nil
 	}
 	if window <= 0 || window > h.sync.opts.Window {
 		window = h.sync.opts.Window
 	}
-	s := &SyncSession{h: h, id: id, window: window, send: send,
+	s := &SyncSession{h: h, id: id, window: window, send: send, flush: flush,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	h.sync.mu.Lock()
 	old := h.sync.byController[id.DeviceID]
@@ -117,8 +128,20 @@ func (s *SyncSession) Delivered(int64) {
 	if s.inflight > 0 {
 		s.inflight--
 	}
+	room := s.window - s.inflight
 	s.mu.Unlock()
-	s.poke()
+	// The relay refills only once half the window is free (see run): waking it for every
+	// acknowledgement before that costs a context switch each and does nothing.
+	if refills(room, s.window) {
+		s.poke()
+	}
+}
+
+// refills reports whether the relay sends more with room free in a window of size window:
+// in batches of at least half a window while the controller is busy, so a fast stream
+// costs one query per many entries rather than one per acknowledgement.
+func refills(room, window int) bool {
+	return room > 0 && (room >= window/2 || room == window)
 }
 
 // Close stops the session and waits for its goroutine; it is safe to call more than once.
@@ -221,9 +244,7 @@ func (s *SyncSession) run() {
 		s.mu.Lock()
 		room := s.window - s.inflight
 		s.mu.Unlock()
-		// Read in batches of at least half a window while the controller is busy, so a fast
-		// stream costs one query per many entries rather than one per PUBACK.
-		if room > 0 && (room >= s.window/2 || room == s.window) {
+		if refills(room, s.window) {
 			n, next, err := s.fill(ctx, sent, room)
 			// What was sent before an error is in flight: go on after it.
 			sent = next
@@ -251,12 +272,20 @@ func (s *SyncSession) run() {
 
 // fill sends up to room entries after cursor sent, preceded by a gap notice when retention
 // deleted entries the controller never got. It returns how many it sent and the new cursor.
-func (s *SyncSession) fill(ctx context.Context, sent int64, room int) (int, int64, error) {
+func (s *SyncSession) fill(ctx context.Context, sent int64, room int) (n int, next int64, err error) {
 	entries, pruned, err := s.h.sync.store.SyncEntriesFor(ctx, s.id.DeviceID, s.id.AccountID, sent, room)
 	if err != nil {
 		return 0, sent, err
 	}
-	n := 0
+	if s.flush != nil {
+		defer func() {
+			if n > 0 {
+				if ferr := s.flush(); ferr != nil && err == nil {
+					err = ferr
+				}
+			}
+		}()
+	}
 	if pruned > sent {
 		// Never skipped silently: the controller learns which cursors it will not get.
 		e := devices.SyncEntry{Cursor: pruned, Gap: &devices.Gap{From: sent + 1, To: pruned}, Data: json.RawMessage("null")}
@@ -279,7 +308,7 @@ func (s *SyncSession) fill(ctx context.Context, sent int64, room int) (int, int6
 }
 
 func (s *SyncSession) deliver(e devices.SyncEntry) error {
-	b, err := json.Marshal(e)
+	b, err := e.MarshalJSON()
 	if err != nil {
 		return err
 	}
