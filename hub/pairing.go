@@ -128,6 +128,13 @@ func (h *Hub) pairingChanged(deviceIDs ...string) {
 		delete(st.paired, d)
 	}
 	st.pairMu.Unlock()
+	// Relays fed from memory decide entitlement from the pairings they loaded: they go back
+	// to the sync log, whose reads join the pairings as they are now (rare; see live.go).
+	st.mu.Lock()
+	for _, s := range st.byController {
+		s.leaveLive()
+	}
+	st.mu.Unlock()
 }
 
 // unbindDevice unbinds in the store (one transaction with the device's pairings, cursors and

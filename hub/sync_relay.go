@@ -42,6 +42,9 @@ type syncState struct {
 	pairMu  sync.RWMutex
 	paired  map[string]bool // gadget ID → paired with at least one controller
 	pairGen uint64          // bumped on every change, so a load that raced a change is not cached
+
+	// notified: the store hands every commit to committed (live.go), which wakes the relays.
+	notified bool
 }
 
 func newSyncState(store SyncStore, opts SyncOptions) *syncState {
@@ -54,8 +57,13 @@ func newSyncState(store SyncStore, opts SyncOptions) *syncState {
 	if opts.RetryBase <= 0 {
 		opts.RetryBase = 200 * time.Millisecond
 	}
-	return &syncState{store: store, opts: opts, byAccount: map[string]map[*SyncSession]struct{}{},
+	st := &syncState{store: store, opts: opts, byAccount: map[string]map[*SyncSession]struct{}{},
 		byController: map[string]*SyncSession{}, paired: map[string]bool{}}
+	if n, ok := store.(SyncCommitNotifier); ok {
+		n.OnSyncCommit(st.committed)
+		st.notified = true
+	}
+	return st
 }
 
 // SyncSession is the relay to one connected controller: it streams the sync log from the
@@ -76,6 +84,7 @@ type SyncSession struct {
 
 	mu       sync.Mutex
 	inflight int
+	live     liveState // live.go; guarded by mu
 }
 
 // OpenSync prepares relaying the sync log to a connected controller; Start begins it (so the
@@ -243,8 +252,33 @@ func (s *SyncSession) run() {
 	for {
 		s.mu.Lock()
 		room := s.window - s.inflight
+		live := s.live.on
 		s.mu.Unlock()
-		if refills(room, s.window) {
+		if refills(room, s.window) && live {
+			n, next, err := s.fillLive(room, sent)
+			sent = next
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return
+			case err != nil:
+				if !retry("deliver", err) {
+					return
+				}
+				continue
+			}
+			failures = 0
+			if n == room {
+				continue
+			}
+		} else if refills(room, s.window) {
+			if s.h.sync.notified {
+				if err := s.arm(ctx); err != nil {
+					if ctx.Err() != nil || !retry("load pairings", err) {
+						return
+					}
+					continue
+				}
+			}
 			n, next, err := s.fill(ctx, sent, room)
 			// What was sent before an error is in flight: go on after it.
 			sent = next
@@ -261,6 +295,9 @@ func (s *SyncSession) run() {
 			if n == room {
 				continue // more may be waiting; the window decides
 			}
+			// Caught up with the log: from here on, commits come from memory.
+			s.goLive(sent)
+			continue
 		}
 		select {
 		case <-s.wake:

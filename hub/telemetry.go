@@ -63,7 +63,9 @@ func (h *Hub) StartTelemetry(ctx context.Context, id devices.Identity, stream st
 		if err != nil {
 			return err
 		}
-		if stored {
+		// A store that hands commits to the relays itself (SyncCommitNotifier) has woken
+		// them already.
+		if stored && !h.sync.notified {
 			h.sync.notifyAccount(id.AccountID)
 		}
 		return nil

@@ -18,6 +18,9 @@ var ErrClosed = errors.New("store closed")
 type groupJob struct {
 	fn   func(*sql.Tx) error
 	done chan error
+	// committed, when set, runs on the committer once the transaction that ran fn
+	// committed, before the job's answer is sent: jobs' committed funcs run in commit order.
+	committed func()
 }
 
 // groupCommitter runs every job that is waiting at the moment in one write transaction, so
@@ -49,7 +52,7 @@ func newGroupCommitter(db *DB, op string, maxBatch int) *groupCommitter {
 // or failed. A job whose own fn fails does not fail the others: the batch is retried one job
 // at a time to find it.
 func (g *groupCommitter) do(ctx context.Context, fn func(*sql.Tx) error) error {
-	wait, err := g.submit(ctx, fn)
+	wait, err := g.submit(ctx, fn, nil)
 	if err != nil {
 		return err
 	}
@@ -59,8 +62,11 @@ func (g *groupCommitter) do(ctx context.Context, fn func(*sql.Tx) error) error {
 // submit queues fn and returns at once with a function that waits for its transaction's
 // fate. Jobs run in the order they were submitted, so a caller that submits in arrival order
 // and waits later (to pipeline one connection's messages) keeps that order in the database.
-func (g *groupCommitter) submit(ctx context.Context, fn func(*sql.Tx) error) (wait func(context.Context) error, err error) {
-	j := groupJob{fn: fn, done: make(chan error, 1)}
+//
+// committed (may be nil) runs on the committer right after the commit, in commit order,
+// before wait returns: it must be quick.
+func (g *groupCommitter) submit(ctx context.Context, fn func(*sql.Tx) error, committed func()) (wait func(context.Context) error, err error) {
+	j := groupJob{fn: fn, done: make(chan error, 1), committed: committed}
 	select {
 	case g.jobs <- j:
 	case <-g.quit:
@@ -130,6 +136,13 @@ func (g *groupCommitter) run(batch []groupJob) {
 	})
 	// When the transaction itself failed (locked, I/O error, disk full), retrying each job
 	// alone would fail the same way, one busy timeout after another: all get the error.
+	if err == nil {
+		for _, j := range batch {
+			if j.committed != nil {
+				j.committed()
+			}
+		}
+	}
 	if err == nil || len(batch) == 1 || !jobFailed {
 		for _, j := range batch {
 			j.done <- err
@@ -138,7 +151,11 @@ func (g *groupCommitter) run(batch []groupJob) {
 	}
 	// Isolate the job that failed: each gets its own transaction and its own answer.
 	for _, j := range batch {
-		j.done <- g.db.tx(ctx, g.op, j.fn)
+		err := g.db.tx(ctx, g.op, j.fn)
+		if err == nil && j.committed != nil {
+			j.committed()
+		}
+		j.done <- err
 	}
 }
 

@@ -19,7 +19,15 @@ type SyncLog struct {
 	db     *DB
 	group  *groupCommitter
 	insert *sql.Stmt
+	// onCommit, when set (OnSyncCommit, before the first append), gets each new entry
+	// right after its commit, in cursor order, on the committer goroutine.
+	onCommit func(hub.SyncRecord)
 }
+
+// OnSyncCommit registers f to be given every entry right after the commit that stored it,
+// in cursor order, before the append returns (hub.SyncCommitNotifier). f runs on the
+// committer goroutine and must not block. Call it before the first append.
+func (s *SyncLog) OnSyncCommit(f func(hub.SyncRecord)) { s.onCommit = f }
 
 // SyncLog returns the sync store of the database. Each call starts a writer goroutine that
 // Close stops: call it once per process.
@@ -64,6 +72,14 @@ func (s *SyncLog) AppendSync(ctx context.Context, r hub.SyncRecord) (bool, error
 // committed in the order they were queued.
 func (s *SyncLog) AppendSyncAsync(ctx context.Context, r hub.SyncRecord) (func(context.Context) (bool, error), error) {
 	stored := false
+	var committed func()
+	if s.onCommit != nil {
+		committed = func() {
+			if stored {
+				s.onCommit(r)
+			}
+		}
+	}
 	wait, err := s.group.submit(ctx, func(tx *sql.Tx) error {
 		res, err := tx.Stmt(s.insert).Exec(r.AccountID, r.DeviceID, r.Stream, int64(r.Seq), r.TS.UnixNano(), boolInt(r.Wide), []byte(r.Data), ms(r.CreatedAt))
 		if err != nil {
@@ -73,8 +89,13 @@ func (s *SyncLog) AppendSyncAsync(ctx context.Context, r hub.SyncRecord) (func(c
 		// The batch may be retried job by job after another job failed: the last run's
 		// answer is the one that committed.
 		stored = n == 1
+		if stored {
+			if r.Cursor, err = res.LastInsertId(); err != nil {
+				return fmt.Errorf("append sync entry: cursor: %w", err)
+			}
+		}
 		return nil
-	})
+	}, committed)
 	if err != nil {
 		return nil, err
 	}
