@@ -254,32 +254,23 @@ func (s *SyncSession) run() {
 		room := s.window - s.inflight
 		live := s.live.on
 		s.mu.Unlock()
-		if refills(room, s.window) && live {
-			n, next, err := s.fillLive(room, sent)
-			sent = next
-			switch {
-			case err != nil && ctx.Err() != nil:
-				return
-			case err != nil:
-				if !retry("deliver", err) {
-					return
-				}
-				continue
-			}
-			failures = 0
-			if n == room {
-				continue
-			}
-		} else if refills(room, s.window) {
-			if s.h.sync.notified {
-				if err := s.arm(ctx); err != nil {
-					if ctx.Err() != nil || !retry("load pairings", err) {
-						return
+		if refills(room, s.window) {
+			var n int
+			var next int64
+			var err error
+			if live {
+				n, next, err = s.fillLive(room, sent)
+			} else {
+				if s.h.sync.notified {
+					if err := s.arm(ctx); err != nil {
+						if ctx.Err() != nil || !retry("load pairings", err) {
+							return
+						}
+						continue
 					}
-					continue
 				}
+				n, next, err = s.fill(ctx, sent, room)
 			}
-			n, next, err := s.fill(ctx, sent, room)
 			// What was sent before an error is in flight: go on after it.
 			sent = next
 			switch {
@@ -295,9 +286,11 @@ func (s *SyncSession) run() {
 			if n == room {
 				continue // more may be waiting; the window decides
 			}
-			// Caught up with the log: from here on, commits come from memory.
-			s.goLive(sent)
-			continue
+			if !live {
+				// Caught up with the log: from here on, commits come from memory.
+				s.goLive(sent)
+				continue
+			}
 		}
 		select {
 		case <-s.wake:
