@@ -39,6 +39,8 @@ type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// CurrentVersion comes with stale_version.
+	CurrentVersion *int64 `json:"current_version,omitempty"`
 }
 
 // errorLogger is what writeError looks for on the ResponseWriter (see withLog) to log
@@ -63,7 +65,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if e.Code == hub.ERateLimited && e.RetryAfterSeconds > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfterSeconds))
 	}
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field}})
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field, CurrentVersion: e.CurrentVersion}})
 }
 
 func logInternal(w http.ResponseWriter, err error) {

@@ -25,6 +25,8 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field"`
+	// CurrentVersion comes with stale_version.
+	CurrentVersion *int64 `json:"current_version"`
 }
 
 func (e *Error) Error() string {

@@ -118,7 +118,7 @@ func (r *rawDev) request(t *testing.T, op string, args any) (json.RawMessage, er
 		return fmt.Errorf("no response to %s", reqID)
 	})
 	if !resp.OK {
-		return nil, &client.RemoteError{Code: resp.Error.Code, Message: resp.Error.Message, Field: resp.Error.Field}
+		return nil, &client.RemoteError{Code: resp.Error.Code, Message: resp.Error.Message, Field: resp.Error.Field, CurrentVersion: resp.Error.CurrentVersion}
 	}
 	return resp.Result, nil
 }

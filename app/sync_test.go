@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"sync"
@@ -139,8 +140,9 @@ func TestSettingsSync(t *testing.T) {
 	}
 	// A second writer that still thinks it is version 0 is refused, not overwritten.
 	_, err = phone.request(t, devices.OpSettingsSet, devices.SettingsSetArgs{DeviceID: band.id, Desired: json.RawMessage(`{"alarm":"09:00"}`), BaseVersion: 0})
-	if remoteCode(err) != "stale_version" {
-		t.Fatalf("stale write: %v", err)
+	var re *client.RemoteError
+	if remoteCode(err) != "stale_version" || !errors.As(err, &re) || re.CurrentVersion == nil || *re.CurrentVersion != 1 {
+		t.Fatalf("stale write: %v, want stale_version with current_version 1", err)
 	}
 	cmd := band.command(t, devices.CmdSettings, 1)
 	var sa devices.SettingsArgs
@@ -159,8 +161,9 @@ func TestSettingsSync(t *testing.T) {
 		t.Fatalf("settings %+v", got)
 	}
 	err = w.anna.Do(ctx, "PUT", "/api/v1/devices/"+band.id+"/settings", map[string]any{"desired": map[string]any{"units": "imperial"}, "base_version": 0}, nil)
-	if apiclient.Code(err) != "stale_version" {
-		t.Fatalf("stale PUT: %v", err)
+	var ae *apiclient.Error
+	if !errors.As(err, &ae) || ae.Code != "stale_version" || ae.Status != 409 || ae.CurrentVersion == nil || *ae.CurrentVersion != 1 {
+		t.Fatalf("stale PUT: %v, want 409 stale_version with current_version 1", err)
 	}
 	// Boris cannot read Anna's band's settings.
 	if err := w.boris.Do(ctx, "GET", "/api/v1/devices/"+band.id+"/settings", nil, &got); apiclient.Code(err) != "not_found" {

@@ -374,7 +374,7 @@ func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 // errorBody maps a hub error to the response's error (internal errors show no detail).
 func errorBody(err error) *devices.ErrorBody {
 	if e := hub.AsError(err); e != nil && e.Code != hub.EInternal {
-		return &devices.ErrorBody{Code: e.Code, Message: e.Message, Field: e.Field}
+		return &devices.ErrorBody{Code: e.Code, Message: e.Message, Field: e.Field, CurrentVersion: e.CurrentVersion}
 	}
 	return &devices.ErrorBody{Code: hub.EInternal, Message: "internal error"}
 }

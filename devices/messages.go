@@ -518,6 +518,8 @@ type ErrorBody struct {
 	Message string `json:"message,omitempty"`
 	// Field is the request field the error is about, e.g. "args.code".
 	Field string `json:"field,omitempty"`
+	// CurrentVersion comes with stale_version: the version to read and write against.
+	CurrentVersion *int64 `json:"current_version,omitempty"`
 }
 
 // Command types the hub sends on CommandTopic.

@@ -30,6 +30,8 @@ type Error struct {
 	Field   string
 	// RetryAfter is set on rate_limited errors: how long the caller should wait.
 	RetryAfterSeconds int
+	// CurrentVersion is set on stale_version errors: the version the write must be based on.
+	CurrentVersion *int64
 	// Err is the cause, for logs; never shown to clients.
 	Err error
 }

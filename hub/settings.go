@@ -132,7 +132,7 @@ func (h *Hub) SetSettings(ctx context.Context, accountID, deviceID string, patch
 		return devices.SettingsResult{}, err
 	}
 	if cur.Version != baseVersion {
-		return devices.SettingsResult{}, &Error{Code: EStale, Field: "args.base_version", Message: staleMessage(cur.Version)}
+		return devices.SettingsResult{}, staleError(cur.Version)
 	}
 	merged, err := devices.MergePatch(cur.Desired, patch)
 	if err != nil {
@@ -147,7 +147,7 @@ func (h *Hub) SetSettings(ctx context.Context, accountID, deviceID string, patch
 	if err != nil {
 		if e := AsError(err); e != nil && e.Code == EStale {
 			if now, err2 := h.sync.store.Settings(ctx, owner, name); err2 == nil {
-				e.Message = staleMessage(now.Version)
+				return devices.SettingsResult{}, staleError(now.Version)
 			}
 		}
 		return devices.SettingsResult{}, err
@@ -200,8 +200,11 @@ func profileArgs(d SettingsDoc) devices.SettingsArgs {
 	return devices.SettingsArgs{Doc: devices.DocProfile, Desired: desired, Version: d.Version}
 }
 
-func staleMessage(v int64) string {
-	return "the settings changed since base_version; the current version is " + itoa(v)
+// staleError refuses a write against an old base_version, with the current version (in the
+// message for people, and as a field for programs).
+func staleError(v int64) *Error {
+	return &Error{Code: EStale, Field: "args.base_version", CurrentVersion: &v,
+		Message: "the settings changed since base_version; the current version is " + itoa(v)}
 }
 
 func itoa(v int64) string {

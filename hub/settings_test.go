@@ -241,7 +241,7 @@ func TestProfileSyncedToAccountDevices(t *testing.T) {
 	}
 	// A writer still at version 1 is refused with the current version.
 	_, err = w.h.SetSettings(ctx, anna, hub.ProfileID, json.RawMessage(`{"height_cm":180}`), 1)
-	if e := hub.AsError(err); e == nil || e.Code != hub.EStale || !strings.Contains(e.Message, "version is 2") {
+	if e := hub.AsError(err); e == nil || e.Code != hub.EStale || !strings.Contains(e.Message, "version is 2") || e.CurrentVersion == nil || *e.CurrentVersion != 2 {
 		t.Fatalf("stale profile write: %v", err)
 	}
 	if got := w.rec.settings(t); len(got) != 0 {

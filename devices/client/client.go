@@ -62,6 +62,8 @@ type RemoteError struct {
 	Code    string
 	Message string
 	Field   string
+	// CurrentVersion comes with stale_version: the version to write against.
+	CurrentVersion *int64
 }
 
 func (e *RemoteError) Error() string {
@@ -340,7 +342,7 @@ func (cl *Client) Request(ctx context.Context, op string, args any) (json.RawMes
 			if r.Error == nil {
 				return nil, &RemoteError{Code: "internal", Message: "response with ok=false and no error"}
 			}
-			return nil, &RemoteError{Code: r.Error.Code, Message: r.Error.Message, Field: r.Error.Field}
+			return nil, &RemoteError{Code: r.Error.Code, Message: r.Error.Message, Field: r.Error.Field, CurrentVersion: r.Error.CurrentVersion}
 		}
 		return r.Result, nil
 	case <-ctx.Done():
