@@ -18,7 +18,7 @@ import (
 // back: its bands sent a backlog while it was offline, it reconnects with a clean session and
 // receives all of it. The relay reads the sync log a window (sync.window) at a time, so the
 // heap it needs should not grow with the backlog; the benchmark reports the highest live
-// heap (sampled after a collection every 50 ms) above its level before the phone connected,
+// heap (sampled after a collection every 5 ms) above its level before the phone connected,
 // for a backlog and one ten times larger, and their ratio (near 1 when memory is bounded by
 // configuration rather than by the backlog).
 //
@@ -78,7 +78,7 @@ func catchUp(b *testing.B, backlog int) catchUpResult {
 		defer close(sampled)
 		// Live heap, after a collection, so garbage (which the GC lets grow in proportion
 		// to the live heap, not to the backlog) does not blur the figure.
-		t := time.NewTicker(50 * time.Millisecond)
+		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
