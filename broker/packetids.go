@@ -2,11 +2,14 @@ package broker
 
 import (
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/devicehub/devicehub/devices"
 )
 
 // packetIDHook keeps the client's packet identifiers apart from the server's.
@@ -100,7 +103,10 @@ func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 // OnPublish reserves the ID of the client's QoS 1 publish while the hooks after this one
 // handle it.
 func (h *packetIDHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
+	// A device's own telemetry is answered by the hub's acker, never by mochi, so mochi
+	// stores nothing under its ID: no reservation needed (each costs an allocation of a
+	// whole packet in mochi's table, per sample).
+	if cl.Net.Inline || pk.FixedHeader.Qos == 0 || ownTelemetry(cl.ID, pk.TopicName) {
 		return pk, nil
 	}
 	if _, taken := cl.State.Inflight.Get(pk.PacketID); taken {
@@ -143,4 +149,15 @@ func (h *packetIDHook) restore(cl *mqtt.Client) {
 		return
 	}
 	cl.State.Inflight.Set(pk)
+}
+
+// ownTelemetry reports whether topic is under devices/{id}/telemetry/, without allocating.
+func ownTelemetry(id, topic string) bool {
+	const prefix, kind = devices.DevicesPrefix + "/", "/" + devices.KindTelemetry + "/"
+	rest, ok := strings.CutPrefix(topic, prefix)
+	if !ok {
+		return false
+	}
+	rest, ok = strings.CutPrefix(rest, id)
+	return ok && strings.HasPrefix(rest, kind)
 }
