@@ -2,7 +2,6 @@ package hub_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -12,63 +11,6 @@ import (
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
 )
-
-// phoneSink is a controller's side of a relay session: what it received, in order, and
-// whether it acknowledges at once.
-type phoneSink struct {
-	mu    sync.Mutex
-	got   []devices.SyncEntry
-	hold  bool          // keep acknowledgements back
-	held  []int64       // cursors not acknowledged yet
-	delay time.Duration // acknowledge this long after receiving
-	s     *hub.SyncSession
-}
-
-func (p *phoneSink) send(cursor int64, payload []byte) error {
-	var e devices.SyncEntry
-	if err := json.Unmarshal(payload, &e); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.got = append(p.got, e)
-	if p.hold {
-		p.held = append(p.held, cursor)
-		return nil
-	}
-	go func() {
-		if p.delay > 0 {
-			time.Sleep(p.delay)
-		}
-		p.s.Delivered(cursor)
-	}()
-	return nil
-}
-
-func (p *phoneSink) release() {
-	p.mu.Lock()
-	held := p.held
-	p.held, p.hold = nil, false
-	p.mu.Unlock()
-	for _, c := range held {
-		p.s.Delivered(c)
-	}
-}
-
-func (p *phoneSink) entries() []devices.SyncEntry {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]devices.SyncEntry(nil), p.got...)
-}
-
-func openSink(t *testing.T, h *hub.Hub, phone devices.Identity, window int, delay time.Duration) *phoneSink {
-	t.Helper()
-	p := &phoneSink{delay: delay}
-	p.s = h.OpenSync(phone, window, p.send)
-	p.s.Start()
-	t.Cleanup(p.s.Close)
-	return p
-}
 
 func steps(clk *clock, seq int) []byte {
 	return fmt.Appendf(nil, `{"seq":%d,"ts":%q,"count":%d}`, seq, clk.Now().Format(time.RFC3339Nano), seq)
@@ -199,15 +141,4 @@ func TestLiveRelayFollowsPairings(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("phone got %v, want %v", got, want)
 	}
-}
-
-func waitEntries(t *testing.T, sink *phoneSink, n int) []devices.SyncEntry {
-	t.Helper()
-	apptest.Eventually(t, 10*time.Second, func() error {
-		if got := len(sink.entries()); got < n {
-			return fmt.Errorf("phone has %d entries, want %d", got, n)
-		}
-		return nil
-	})
-	return sink.entries()
 }

@@ -2,14 +2,9 @@ package hub_test
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/devicehub/devicehub/app/apptest"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
 )
@@ -44,44 +39,16 @@ func TestRelayOutlastsFailures(t *testing.T) {
 	ctx := context.Background()
 	const samples = 5
 	for seq := 1; seq <= samples; seq++ {
-		p := fmt.Appendf(nil, `{"seq":%d,"ts":%q,"count":%d}`, seq, clk.Now().Format(time.RFC3339Nano), 10*seq)
-		if err := h.IngestTelemetry(ctx, band, devices.StreamSteps, p); err != nil {
+		if err := h.IngestTelemetry(ctx, band, devices.StreamSteps, steps(clk, seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var (
-		mu    sync.Mutex
-		fails = 12
-		got   []uint64
-		s     *hub.SyncSession
-	)
-	s = h.OpenSync(phone, 0, func(cursor int64, payload []byte) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if fails > 0 {
-			fails--
-			return errors.New("write: connection reset (test)")
-		}
-		var e devices.SyncEntry
-		if err := json.Unmarshal(payload, &e); err != nil {
-			return err
-		}
+	sink := startSink(t, h, phone, 0, &phoneSink{fails: 12})
+	es := waitEntries(t, sink, samples)
+	var got []uint64
+	for _, e := range es {
 		got = append(got, e.Seq)
-		go s.Delivered(cursor)
-		return nil
-	})
-	s.Start()
-	t.Cleanup(s.Close)
-	apptest.Eventually(t, 10*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(got) < samples {
-			return fmt.Errorf("phone has %v after %d failures left", got, fails)
-		}
-		return nil
-	})
-	mu.Lock()
-	defer mu.Unlock()
+	}
 	for i, seq := range got[:samples] {
 		if seq != uint64(i+1) {
 			t.Fatalf("phone got seqs %v, want 1..%d in order", got, samples)
@@ -96,8 +63,7 @@ func TestGapPastRetentionByAge(t *testing.T) {
 	ctx := context.Background()
 	send := func(seq int) {
 		t.Helper()
-		p := fmt.Appendf(nil, `{"seq":%d,"ts":%q,"count":%d}`, seq, clk.Now().Format(time.RFC3339Nano), seq)
-		if err := h.IngestTelemetry(ctx, band, devices.StreamSteps, p); err != nil {
+		if err := h.IngestTelemetry(ctx, band, devices.StreamSteps, steps(clk, seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -110,34 +76,7 @@ func TestGapPastRetentionByAge(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("pruned %d entries (want the 2 older than an hour): %v", n, err)
 	}
-	var (
-		mu  sync.Mutex
-		got []devices.SyncEntry
-		s   *hub.SyncSession
-	)
-	s = h.OpenSync(phone, 0, func(cursor int64, payload []byte) error {
-		var e devices.SyncEntry
-		if err := json.Unmarshal(payload, &e); err != nil {
-			return err
-		}
-		mu.Lock()
-		got = append(got, e)
-		mu.Unlock()
-		go s.Delivered(cursor)
-		return nil
-	})
-	s.Start()
-	t.Cleanup(s.Close)
-	apptest.Eventually(t, 10*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(got) < 2 {
-			return fmt.Errorf("phone has %d entries", len(got))
-		}
-		return nil
-	})
-	mu.Lock()
-	defer mu.Unlock()
+	got := waitEntries(t, openSink(t, h, phone, 0, 0), 2)
 	if g := got[0].Gap; g == nil || g.From != 1 || g.To < got[0].Cursor || got[0].Cursor >= got[1].Cursor {
 		t.Fatalf("first entry %+v is not a gap over the deleted entries", got[0])
 	}

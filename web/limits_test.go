@@ -72,13 +72,8 @@ func TestChallengeRequired(t *testing.T) {
 // budget, and the page's refusal is a 429 with Retry-After and a message saying to wait;
 // failed sign-ins through the API lock the page's sign-in too, and the reverse.
 func TestPortalRateLimits(t *testing.T) {
-	h := apptest.Start(t, nil)
-	api := apiclient.New(h.URL())
-	api.AdminToken = h.Config.Admin.Token
-	const who, password = "anna@example.com", "anna-likes-long-walks"
-	if _, err := api.CreateAccount(ctx(t), who, password); err != nil {
-		t.Fatal(err)
-	}
+	h, api, _ := startWithAnna(t)
+	const who, password = annaEmail, annaPassword
 	b := newBrowser(t, h.URL())
 	token := b.csrf("/forgot")
 
@@ -147,13 +142,8 @@ func wantLimited(t *testing.T, what string, resp *http.Response, body, msg strin
 // TestNextStaysOnTheSite: the sign-in page's ?next= goes back to a local page after signing
 // in, and every attempt to send the browser to another site lands on /devices instead.
 func TestNextStaysOnTheSite(t *testing.T) {
-	h := apptest.Start(t, nil)
-	api := apiclient.New(h.URL())
-	api.AdminToken = h.Config.Admin.Token
-	const who, password = "anna@example.com", "anna-likes-long-walks"
-	if _, err := api.CreateAccount(ctx(t), who, password); err != nil {
-		t.Fatal(err)
-	}
+	h, api, _ := startWithAnna(t)
+	const who, password = annaEmail, annaPassword
 	// A signed-out GET of a page sends the browser to sign in with the page as next=.
 	b := newBrowser(t, h.URL())
 	resp, _ := b.get("/security?x=1")
