@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 
 	"github.com/devicehub/devicehub/devices"
@@ -39,44 +38,43 @@ type liveState struct {
 }
 
 // committed is the store's commit hook: it offers the entry to the account's relays and
-// wakes them.
+// wakes those that have something to do. r.Data is kept: the store is given the
+// telemetry's own encoding (devices.Telemetry.Body), which nothing writes to afterwards.
 func (st *syncState) committed(r SyncRecord) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	ss := st.byAccount[r.AccountID]
-	if len(ss) == 0 {
-		return
-	}
-	r.Data = bytes.Clone(r.Data) // the caller's buffer may be reused once the append returns
-	for s := range ss {
-		s.offer(r)
-		s.poke()
+	for s := range st.byAccount[r.AccountID] {
+		if s.offer(r) {
+			s.poke()
+		}
 	}
 }
 
 // offer queues a committed entry for a relay that is arming or live, if the controller may
-// receive it.
-func (s *SyncSession) offer(r SyncRecord) {
+// receive it, and reports whether the relay must wake: it queued the entry, fell back to the
+// log, or reads the log anyway.
+func (s *SyncSession) offer(r SyncRecord) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := &s.live
 	if !l.on && !l.arming {
-		return
+		return true
 	}
 	if l.on {
 		if r.Cursor <= l.floor {
-			return // the read that caught up returned it already
+			return false // the read that caught up returned it already
 		}
 		l.floor = r.Cursor
 	}
 	if r.DeviceID == s.id.DeviceID || (!r.Wide && !l.pairs[r.DeviceID]) {
-		return
+		return false
 	}
 	if len(l.tail) >= s.window {
 		s.dropLiveLocked() // not keeping up: the log is the backlog
-		return
+		return true
 	}
 	l.tail = append(l.tail, r)
+	return true
 }
 
 // arm loads the controller's pairings (when they changed) and starts keeping commits, just

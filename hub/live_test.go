@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,5 +141,51 @@ func TestLiveRelayFollowsPairings(t *testing.T) {
 	want := []string{"band:1", "band2:1", "band2:2", "band2:3", "band:2"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("phone got %v, want %v", got, want)
+	}
+}
+
+// countingSync is a sync store without the commit hook (hub.SyncCommitNotifier) that counts
+// the relay's reads of the log.
+type countingSync struct {
+	hub.SyncStore
+	reads atomic.Int64
+}
+
+func (c *countingSync) SyncEntriesFor(ctx context.Context, controllerID, accountID string, after int64, limit int) ([]hub.SyncRecord, int64, error) {
+	c.reads.Add(1)
+	return c.SyncStore.SyncEntriesFor(ctx, controllerID, accountID, after, limit)
+}
+
+// TestRelayWithoutCommitHook: with a store that does not hand over its commits, the relay
+// reads the log on each wake and, caught up, waits: it once read it again and again, without
+// pause, because it tried to go live and could not.
+func TestRelayWithoutCommitHook(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	o, clk := baseOptions(db)
+	store := &countingSync{SyncStore: openSyncLog(t, db)}
+	o.Sync, o.SyncOptions, o.Commands = store, hub.SyncOptions{RetryBase: time.Millisecond}, db
+	h := hub.New(o)
+	accs, err := h.CreateLoadAccounts(ctx, 1, "10.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := registerPhone(t, h, accs[0].AccountID, "phone")
+	band := bindGadget(t, h, accs[0].AccountID, devices.Band)
+	if err := h.Pair(ctx, phone, band.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	sink := openSink(t, h, phone, 0, 0)
+	for seq := 1; seq <= 3; seq++ {
+		if err := h.IngestTelemetry(ctx, band, devices.StreamSteps, steps(clk, seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitEntries(t, sink, 3)
+	time.Sleep(50 * time.Millisecond) // the reads the last acknowledgements cause
+	before := store.reads.Load()
+	time.Sleep(100 * time.Millisecond)
+	if n := store.reads.Load() - before; n != 0 {
+		t.Fatalf("an idle relay read the log %d times", n)
 	}
 }

@@ -31,10 +31,9 @@ func (h *Hub) Pair(ctx context.Context, id devices.Identity, peerID string) erro
 	if err := h.sync.store.CreatePairing(ctx, Pairing{ControllerID: ctrl, GadgetID: gadget, AccountID: id.AccountID, CreatedAt: now}, notices...); err != nil {
 		return err
 	}
-	h.pairingChanged([]string{id.AccountID}, gadget)
+	h.pairingChanged([]string{ctrl}, gadget)
 	h.sendNotices(ctx, notices)
 	h.audit(ctx, AuditEntry{AccountID: id.AccountID, DeviceID: gadget, Event: "pair", Detail: "with " + ctrl, Actor: id.DeviceID})
-	h.sync.notifyAccount(id.AccountID) // the controller may now receive the gadget's entries
 	return nil
 }
 
@@ -52,7 +51,7 @@ func (h *Hub) Unpair(ctx context.Context, id devices.Identity, peerID string) er
 	if err := h.sync.store.DeletePairing(ctx, ctrl, gadget, notices...); err != nil {
 		return err
 	}
-	h.pairingChanged([]string{id.AccountID}, gadget)
+	h.pairingChanged([]string{ctrl}, gadget)
 	h.sendNotices(ctx, notices)
 	h.audit(ctx, AuditEntry{AccountID: id.AccountID, DeviceID: gadget, Event: "unpair", Detail: "from " + ctrl, Actor: id.DeviceID})
 	return nil
@@ -120,9 +119,9 @@ func (h *Hub) isPaired(ctx context.Context, gadgetID string) (bool, error) {
 	return p, nil
 }
 
-// pairingChanged brings the in-memory view in line after pairings of the given accounts (of
-// the given devices) changed in the store.
-func (h *Hub) pairingChanged(accountIDs []string, deviceIDs ...string) {
+// pairingChanged brings the in-memory view in line after pairings of the given controllers
+// (and devices) changed in the store.
+func (h *Hub) pairingChanged(controllers []string, deviceIDs ...string) {
 	st := h.sync
 	st.pairMu.Lock()
 	st.pairGen++
@@ -130,11 +129,12 @@ func (h *Hub) pairingChanged(accountIDs []string, deviceIDs ...string) {
 		delete(st.paired, d)
 	}
 	st.pairMu.Unlock()
-	// The accounts' relays fed from memory decide entitlement from the pairings they loaded:
-	// they go back to the sync log, whose reads join the pairings as they are now (live.go).
+	// The controllers' relays: one fed from memory decides entitlement from the pairings it
+	// loaded, so it goes back to the sync log, whose reads join the pairings as they are now
+	// (live.go); one reading the log wakes, as it may now be entitled to more.
 	st.mu.Lock()
-	for _, a := range accountIDs {
-		for s := range st.byAccount[a] {
+	for _, c := range controllers {
+		if s := st.byController[c]; s != nil {
 			s.leaveLive()
 		}
 	}
@@ -160,12 +160,12 @@ func (h *Hub) unbindDevice(ctx context.Context, deviceID string) error {
 		return nil
 	}
 	ids := []string{deviceID}
-	var accounts []string
+	var controllers []string
 	for _, p := range before {
 		ids = append(ids, p.GadgetID, p.ControllerID)
-		accounts = append(accounts, p.AccountID)
+		controllers = append(controllers, p.ControllerID)
 	}
-	h.pairingChanged(accounts, ids...)
+	h.pairingChanged(controllers, ids...)
 	h.sync.closeController(deviceID)
 	// The former peers are told durably. The unbound device is told now if it is connected
 	// (it is disconnected next and told "unbound"); its pending notices, a link key among

@@ -150,7 +150,7 @@ func (s *SyncSession) Delivered(int64) {
 // in batches of at least half a window while the controller is busy, so a fast stream
 // costs one query per many entries rather than one per acknowledgement.
 func refills(room, window int) bool {
-	return room > 0 && (room >= window/2 || room == window)
+	return room > 0 && room >= window/2
 }
 
 // Close stops the session and waits for its goroutine; it is safe to call more than once.
@@ -286,7 +286,7 @@ func (s *SyncSession) run() {
 			if n == room {
 				continue // more may be waiting; the window decides
 			}
-			if !live {
+			if !live && s.h.sync.notified {
 				// Caught up with the log: from here on, commits come from memory.
 				s.goLive(sent)
 				continue
