@@ -51,8 +51,9 @@ type authHook struct {
 	metrics        *metrics.Metrics
 	log            *slog.Logger
 	srv            *mqtt.Server
-	inline         *mqtt.Client // publishes responses with MQTT 5 properties
-	drops          *dropHook    // devices whose session is being dropped (drop.go)
+	inline         *mqtt.Client  // publishes responses with MQTT 5 properties
+	drops          *dropHook     // devices whose session is being dropped (drop.go)
+	ids            *packetIDHook // reserves a request's packet ID while the hub handles it (packetids.go)
 
 	conns sync.Map // client ID → *conn
 	// busy holds, per connection, a lock held while one of its requests is handled and
@@ -282,7 +283,13 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 }
 
 func (h *authHook) handleRequest(cl *mqtt.Client, c *conn, pk packets.Packet) {
-	mu, _ := h.busy.LoadOrStore(cl, &sync.Mutex{})
+	if h.ids != nil && pk.FixedHeader.Qos > 0 {
+		h.ids.reserve(cl, pk.PacketID)
+	}
+	mu, ok := h.busy.Load(cl)
+	if !ok {
+		mu, _ = h.busy.LoadOrStore(cl, &sync.Mutex{})
+	}
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)

@@ -128,12 +128,11 @@ func New(opts Options) (*Broker, error) {
 		log.Warn("!!! broker.allow_anonymous is true: ANY MQTT client may connect without credentials. Local experiments only !!!")
 	}
 	auth := &authHook{hub: opts.Hub, allowAnonymous: opts.AllowAnonymous, metrics: opts.Metrics, log: log, srv: srv,
-		inline: srv.NewClient(nil, "local", "inline", true), drops: b.drops, maxUnacked: opts.MaxUnackedPublishes}
+		inline: srv.NewClient(nil, "local", "inline", true), drops: b.drops, ids: newPacketIDHook(log, srv),
+		maxUnacked: opts.MaxUnackedPublishes}
 	b.auth = auth
 	limits.auth = auth
-	// Before the auth hook: its OnPublish reserves the packet ID of the publish the auth
-	// hook is about to handle.
-	if err := srv.AddHook(newPacketIDHook(log, srv), nil); err != nil { // packetids.go
+	if err := srv.AddHook(auth.ids, nil); err != nil { // packetids.go
 		return nil, fmt.Errorf("add packet ID hook: %w", err)
 	}
 	if err := srv.AddHook(auth, nil); err != nil {

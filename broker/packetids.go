@@ -2,14 +2,11 @@ package broker
 
 import (
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-
-	"github.com/devicehub/devicehub/devices"
 )
 
 // packetIDHook keeps the client's packet identifiers apart from the server's.
@@ -30,33 +27,39 @@ import (
 // can look for the parked entry meanwhile; the server's own ID counter only reaches a parked
 // ID after wrapping 65,535 IDs, and should it ever, the newer entry is kept.
 //
-// The other direction: what the hub sends while it handles a client's QoS 1 PUBLISH (the
-// answer to a request, the "unbound" notice of a device unbinding itself) must not take the
-// publish's own ID, which is not in the table while the hooks run. mochi then stores its
-// PUBACK under that ID, overwriting the hub's message, and deletes it, so the message was
-// never resent and a drop waiting for its acknowledgement did not wait. OnPublish (this
-// hook runs before the hub's) reserves the ID with the PUBACK entry mochi itself puts there
-// a moment later; when mochi does not (the hub answers telemetry itself), the reservation is
-// removed when the client's next packet is read or the connection ends.
+// The other direction: what the hub sends while it handles a client's QoS 1 request (the
+// answer, the "unbound" notice of a device unbinding itself) must not take the request's own
+// ID, which is not in the table while the hooks run. mochi then stores its PUBACK under that
+// ID, overwriting the hub's message, and deletes it, so the message was never resent and a
+// drop waiting for its acknowledgement did not wait. The auth hook calls reserve before it
+// hands a request to the hub: the ID gets the PUBACK entry mochi itself puts there a moment
+// later (and removes); should mochi not, the reservation goes when the client's next packet
+// is read or the connection ends.
 type packetIDHook struct {
 	mqtt.HookBase
 	log *slog.Logger
 	srv *mqtt.Server // its in-flight count, which mochi lowers when it deletes the reservation
 
-	mu       sync.Mutex
-	parked   map[*mqtt.Client]packets.Packet
-	reserved map[*mqtt.Client]uint16
+	mu   sync.Mutex
+	held map[*mqtt.Client]heldIDs
+	n    atomic.Int32 // len(held), so the usual packet (nothing held) takes no lock
+}
+
+// heldIDs is what the hook holds for one client until its next packet.
+type heldIDs struct {
+	parked   *packets.Packet // the server's message moved out of the client's way
+	reserved uint16          // a request's ID kept from the server's messages (0: none)
 }
 
 func newPacketIDHook(log *slog.Logger, srv *mqtt.Server) *packetIDHook {
-	return &packetIDHook{log: log, srv: srv, parked: make(map[*mqtt.Client]packets.Packet), reserved: make(map[*mqtt.Client]uint16)}
+	return &packetIDHook{log: log, srv: srv, held: make(map[*mqtt.Client]heldIDs)}
 }
 
 func (h *packetIDHook) ID() string { return "devicehub-packet-ids" }
 
 func (h *packetIDHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnPacketRead, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect:
+	case mqtt.OnPacketRead, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect:
 		return true
 	}
 	return false
@@ -64,8 +67,7 @@ func (h *packetIDHook) Provides(b byte) bool {
 
 // OnPacketRead parks the server's in-flight message whose ID the client's packet reuses.
 func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	h.release(cl)
-	h.restore(cl)
+	h.settle(cl)
 	if cl.Net.Inline {
 		return pk, nil
 	}
@@ -84,80 +86,66 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 	if !ok || (out.FixedHeader.Type != packets.Publish && out.FixedHeader.Type != packets.Pubrel) {
 		return pk, nil
 	}
-	h.mu.Lock()
-	h.parked[cl] = out
-	h.mu.Unlock()
+	h.put(cl, func(v *heldIDs) { v.parked = &out })
 	cl.State.Inflight.Delete(pk.PacketID)
 	return pk, nil
 }
 
-func (h *packetIDHook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) { h.restore(cl) }
+func (h *packetIDHook) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) { h.settle(cl) }
 
-func (h *packetIDHook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) { h.restore(cl) }
+func (h *packetIDHook) OnUnsubscribed(cl *mqtt.Client, _ packets.Packet) { h.settle(cl) }
 
-func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	h.release(cl)
-	h.restore(cl)
-}
+func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.settle(cl) }
 
-// OnPublish reserves the ID of the client's QoS 1 publish while the hooks after this one
-// handle it.
-func (h *packetIDHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	// A device's own telemetry is answered by the hub's acker, never by mochi, so mochi
-	// stores nothing under its ID: no reservation needed (each costs an allocation of a
-	// whole packet in mochi's table, per sample).
-	if cl.Net.Inline || pk.FixedHeader.Qos == 0 || ownTelemetry(cl.ID, pk.TopicName) {
-		return pk, nil
+// reserve keeps the ID of the client's QoS 1 request from the server's messages while the
+// hub handles it.
+func (h *packetIDHook) reserve(cl *mqtt.Client, pid uint16) {
+	if _, taken := cl.State.Inflight.Get(pid); taken {
+		return
 	}
-	if _, taken := cl.State.Inflight.Get(pk.PacketID); taken {
-		return pk, nil
-	}
-	if cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}) {
+	if cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pid}) {
 		atomic.AddInt64(&h.srv.Info.Inflight, 1)
 	}
-	h.mu.Lock()
-	h.reserved[cl] = pk.PacketID
-	h.mu.Unlock()
-	return pk, nil
+	h.put(cl, func(v *heldIDs) { v.reserved = pid })
 }
 
-// release removes a reservation mochi did not overwrite and delete itself.
-func (h *packetIDHook) release(cl *mqtt.Client) {
+func (h *packetIDHook) put(cl *mqtt.Client, set func(*heldIDs)) {
 	h.mu.Lock()
-	pid, ok := h.reserved[cl]
-	delete(h.reserved, cl)
+	defer h.mu.Unlock()
+	v, ok := h.held[cl]
+	set(&v)
+	h.held[cl] = v
+	if !ok {
+		h.n.Add(1)
+	}
+}
+
+// settle removes a reservation mochi did not overwrite and delete itself, and puts the
+// parked message back unless its ID has been taken meanwhile.
+func (h *packetIDHook) settle(cl *mqtt.Client) {
+	if h.n.Load() == 0 {
+		return
+	}
+	h.mu.Lock()
+	v, ok := h.held[cl]
+	if ok {
+		delete(h.held, cl)
+		h.n.Add(-1)
+	}
 	h.mu.Unlock()
 	if !ok {
 		return
 	}
-	if pk, ok := cl.State.Inflight.Get(pid); ok && pk.FixedHeader.Type == packets.Puback && cl.State.Inflight.Delete(pid) {
-		atomic.AddInt64(&h.srv.Info.Inflight, -1)
+	if pid := v.reserved; pid != 0 {
+		if pk, ok := cl.State.Inflight.Get(pid); ok && pk.FixedHeader.Type == packets.Puback && cl.State.Inflight.Delete(pid) {
+			atomic.AddInt64(&h.srv.Info.Inflight, -1)
+		}
 	}
-}
-
-// restore puts the client's parked message back, unless its ID has been taken meanwhile.
-func (h *packetIDHook) restore(cl *mqtt.Client) {
-	h.mu.Lock()
-	pk, ok := h.parked[cl]
-	delete(h.parked, cl)
-	h.mu.Unlock()
-	if !ok {
-		return
+	if pk := v.parked; pk != nil {
+		if _, taken := cl.State.Inflight.Get(pk.PacketID); taken {
+			h.log.Warn("parked in-flight message lost its packet ID; the sync log still has it", "client", cl.ID, "packet_id", pk.PacketID)
+			return
+		}
+		cl.State.Inflight.Set(*pk)
 	}
-	if _, taken := cl.State.Inflight.Get(pk.PacketID); taken {
-		h.log.Warn("parked in-flight message lost its packet ID; the sync log still has it", "client", cl.ID, "packet_id", pk.PacketID)
-		return
-	}
-	cl.State.Inflight.Set(pk)
-}
-
-// ownTelemetry reports whether topic is under devices/{id}/telemetry/, without allocating.
-func ownTelemetry(id, topic string) bool {
-	const prefix, kind = devices.DevicesPrefix + "/", "/" + devices.KindTelemetry + "/"
-	rest, ok := strings.CutPrefix(topic, prefix)
-	if !ok {
-		return false
-	}
-	rest, ok = strings.CutPrefix(rest, id)
-	return ok && strings.HasPrefix(rest, kind)
 }
