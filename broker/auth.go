@@ -151,7 +151,13 @@ func (h *authHook) awaitPrevious(cl *mqtt.Client) {
 	if !ok || prev == cl || !prev.Closed() {
 		return
 	}
-	gc, ok := prev.Net.Conn.(*guardedConn)
+	awaitFinished(prev)
+}
+
+// awaitFinished waits, at most previousConnWait, until mochi is done with cl's connection
+// (finished, listener.go).
+func awaitFinished(cl *mqtt.Client) {
+	gc, ok := cl.Net.Conn.(*guardedConn)
 	if !ok {
 		return
 	}
@@ -163,7 +169,7 @@ func (h *authHook) awaitPrevious(cl *mqtt.Client) {
 	}
 }
 
-// previousConnWait bounds awaitPrevious: the clean-up it waits for takes microseconds once
+// previousConnWait bounds awaitFinished: the clean-up it waits for takes microseconds once
 // the disconnect hooks returned.
 const previousConnWait = 2 * time.Second
 

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,14 +52,7 @@ func (b *Broker) Drop(deviceID string) {
 		// mochi's own clean-up of the ended connection goes by client ID (it unsubscribes
 		// and removes whatever is registered under it): a login let in before that is over
 		// would lose its subscriptions to it. Logins wait for this drop, so it waits for that.
-		if gc, ok := cl.Net.Conn.(*guardedConn); ok {
-			t := time.NewTimer(previousConnWait)
-			select {
-			case <-gc.done:
-			case <-t.C:
-			}
-			t.Stop()
-		}
+		awaitFinished(cl)
 		// The client ID may belong to a newer connection by now (never a login: they are
 		// refused while this runs, but a takeover that began before Drop); its state is not
 		// this session's.
@@ -77,14 +71,27 @@ func (b *Broker) Drop(deviceID string) {
 // acknowledged or its connection ends.
 type dropHook struct {
 	mqtt.HookBase
-	mu    sync.Mutex
-	ids   map[string]int
-	ended map[string]chan struct{} // closed when the device's last drop ends
-	wakes map[*mqtt.Client]chan struct{}
+	mu     sync.Mutex
+	ids    map[string]*dropping
+	wakes  map[*mqtt.Client]*dropWake
+	active atomic.Int32 // len(wakes): every client's QoS completion asks, almost always for none
+}
+
+// dropping is one device ID with drops running.
+type dropping struct {
+	n     int
+	ended chan struct{} // closed when the last of them ends
+}
+
+// dropWake is one connection with drops running (a device unbound and bound again can have
+// two at once); they share the channel.
+type dropWake struct {
+	n int
+	c chan struct{}
 }
 
 func newDropHook() *dropHook {
-	return &dropHook{ids: map[string]int{}, ended: map[string]chan struct{}{}, wakes: map[*mqtt.Client]chan struct{}{}}
+	return &dropHook{ids: map[string]*dropping{}, wakes: map[*mqtt.Client]*dropWake{}}
 }
 
 func (h *dropHook) ID() string { return "devicehub-drop" }
@@ -100,7 +107,7 @@ func (h *dropHook) Provides(b byte) bool {
 func (h *dropHook) dropping(id string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.ids[id] > 0
+	return h.ids[id] != nil
 }
 
 // await waits at most max until no drop of the device is running, and reports whether none
@@ -109,15 +116,15 @@ func (h *dropHook) dropping(id string) bool {
 // for those instead of being refused.
 func (h *dropHook) await(id string, max time.Duration) bool {
 	h.mu.Lock()
-	ended, ok := h.ended[id]
+	d := h.ids[id]
 	h.mu.Unlock()
-	if !ok {
+	if d == nil {
 		return true
 	}
 	t := time.NewTimer(max)
 	defer t.Stop()
 	select {
-	case <-ended:
+	case <-d.ended:
 		return !h.dropping(id)
 	case <-t.C:
 		return false
@@ -128,32 +135,43 @@ func (h *dropHook) await(id string, max time.Duration) bool {
 func (h *dropHook) start(id string, cl *mqtt.Client) func() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.ids[id]++
-	if h.ended[id] == nil {
-		h.ended[id] = make(chan struct{})
+	d := h.ids[id]
+	if d == nil {
+		d = &dropping{ended: make(chan struct{})}
+		h.ids[id] = d
 	}
-	if h.wakes[cl] == nil {
-		h.wakes[cl] = make(chan struct{}, 1)
+	d.n++
+	w := h.wakes[cl]
+	if w == nil {
+		w = &dropWake{c: make(chan struct{}, 1)}
+		h.wakes[cl] = w
+		h.active.Add(1)
 	}
+	w.n++
 	return func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if h.ids[id]--; h.ids[id] <= 0 {
+		if d.n--; d.n == 0 {
+			close(d.ended)
 			delete(h.ids, id)
-			close(h.ended[id])
-			delete(h.ended, id)
 		}
-		delete(h.wakes, cl)
+		if w.n--; w.n == 0 {
+			delete(h.wakes, cl)
+			h.active.Add(-1)
+		}
 	}
 }
 
 func (h *dropHook) wake(cl *mqtt.Client) {
+	if h.active.Load() == 0 {
+		return
+	}
 	h.mu.Lock()
-	c := h.wakes[cl]
+	w := h.wakes[cl]
 	h.mu.Unlock()
-	if c != nil {
+	if w != nil {
 		select {
-		case c <- struct{}{}:
+		case w.c <- struct{}{}:
 		default:
 		}
 	}
@@ -163,19 +181,23 @@ func (h *dropHook) OnQosComplete(cl *mqtt.Client, _ packets.Packet) { h.wake(cl)
 func (h *dropHook) OnQosDropped(cl *mqtt.Client, _ packets.Packet)  { h.wake(cl) }
 func (h *dropHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool)   { h.wake(cl) }
 
-// flush waits until none of the hub's messages to cl on its commands or response topic is
-// unacknowledged, the connection ended, or max has passed.
+// flush waits until none of the hub's messages to cl under devices/{id}/ (commands, the
+// response topic, an MQTT 5 response topic the device chose there; not sync entries, which
+// the controller's cursor keeps) is unacknowledged, the connection ended, or max has passed.
 func (h *dropHook) flush(cl *mqtt.Client, max time.Duration) {
 	h.mu.Lock()
-	wake := h.wakes[cl]
+	var wake chan struct{}
+	if w := h.wakes[cl]; w != nil {
+		wake = w.c
+	}
 	h.mu.Unlock()
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()
-	commands, res := devices.CommandTopic(cl.ID), devices.ResponseTopic(cl.ID)
+	own, sync := devices.DevicesPrefix+"/"+cl.ID+"/", devices.ControllerSyncTopic(cl.ID)
 	for {
 		pending := false
 		for _, pk := range cl.State.Inflight.GetAll(false) {
-			if pk.FixedHeader.Type == packets.Publish && (pk.TopicName == commands || pk.TopicName == res) {
+			if pk.FixedHeader.Type == packets.Publish && strings.HasPrefix(pk.TopicName, own) && pk.TopicName != sync {
 				pending = true
 				break
 			}
