@@ -511,8 +511,8 @@ type Response struct {
 // ErrorBody is a failed request's error.
 type ErrorBody struct {
 	// Code is machine-readable: not_found, conflict, device_locked, not_same_account,
-	// not_bound, not_pairable, invalid, invalid_code, unauthorized, forbidden, rate_limited,
-	// stale_version, internal.
+	// not_bound, not_pairable, not_paired, invalid, invalid_code, unauthorized, forbidden,
+	// rate_limited, stale_version, internal.
 	Code string `json:"code"`
 	// Message is for people.
 	Message string `json:"message,omitempty"`

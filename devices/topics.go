@@ -16,7 +16,7 @@ import (
 //	devices/{device}/res                     hub → device, QoS 1: responses (Response)
 //	devices/{device}/commands                hub → device, QoS 1: events and commands (Command)
 //	devices/{device}/sync                    hub → one controller, QoS 1: its sync stream (SyncEntry)
-//	accounts/{account}/sync/{source}/{stream} hub → the account's controllers, QoS 1 (SyncEntry)
+//	accounts/{account}/…                     reserved: controllers may subscribe, the hub publishes nothing
 const (
 	DevicesPrefix  = "devices"
 	AccountsPrefix = "accounts"
@@ -58,8 +58,9 @@ func ControllerSyncTopic(id string) string { return DevicesPrefix + "/" + id + "
 // DeviceFilter is the filter covering every topic of device id (devices/{id}/#).
 func DeviceFilter(id string) string { return DevicesPrefix + "/" + id + "/#" }
 
-// SyncTopic is where the hub relays telemetry of sourceDeviceID on stream to the controllers of
-// accountID.
+// SyncTopic names accounts/{acc}/sync/{source}/{stream}, a reserved topic of the account:
+// its controllers may subscribe, but the hub relays to each controller's own sync topic
+// (ControllerSyncTopic) and publishes nothing here.
 func SyncTopic(accountID, sourceDeviceID, stream string) string {
 	return AccountsPrefix + "/" + accountID + "/" + KindSync + "/" + sourceDeviceID + "/" + stream
 }

@@ -38,7 +38,7 @@ func New() *Metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"op"}),
 		FramesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "devicehub_mqtt_frames_rejected_total", Help: "Connections closed because a frame was malformed or too large.",
+			Name: "devicehub_mqtt_frames_rejected_total", Help: "Connections closed because a frame was malformed or too large, or no CONNECT came in time.",
 		}, []string{"reason"}),
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "devicehub_http_requests_total", Help: "HTTP requests by route pattern and status code.",
