@@ -2,8 +2,6 @@ package hub
 
 import (
 	"context"
-
-	"github.com/devicehub/devicehub/devices"
 )
 
 // SyncCommitNotifier is a SyncStore that hands the hub every sync entry right after the
@@ -150,28 +148,15 @@ func (s *SyncSession) fillLive(room int, sent int64) (n int, next int64, err err
 	batch := append([]SyncRecord(nil), s.live.tail[:k]...)
 	gen := s.live.gen
 	s.mu.Unlock()
-	next = sent
-	// What was sent before an error is in flight; the rest stays queued.
-	defer func() {
-		if n > 0 && s.flush != nil {
-			if ferr := s.flush(); ferr != nil && err == nil {
-				err = ferr
-			}
-		}
-		s.mu.Lock()
-		if s.live.gen == gen && s.live.on {
-			s.live.tail = s.live.tail[n:]
-		}
-		s.mu.Unlock()
-	}()
-	for _, r := range batch {
-		e := devices.SyncEntry{Cursor: r.Cursor, Device: r.DeviceID, Stream: r.Stream, Seq: r.Seq, TS: r.TS, Data: r.Data}
-		if err := s.deliver(e); err != nil {
-			return n, next, err
-		}
-		next, n = r.Cursor, n+1
+	n, next, err = s.sendRecords(batch, 0, sent)
+	err = s.flushed(n, err)
+	// What was sent is in flight; the rest stays queued.
+	s.mu.Lock()
+	if s.live.gen == gen && s.live.on {
+		s.live.tail = s.live.tail[n:]
 	}
-	return n, next, nil
+	s.mu.Unlock()
+	return n, next, err
 }
 
 // leaveLive sends the relay back to the log and wakes it.

@@ -307,15 +307,7 @@ func (s *SyncSession) fill(ctx context.Context, sent int64, room int) (n int, ne
 	if err != nil {
 		return 0, sent, err
 	}
-	if s.flush != nil {
-		defer func() {
-			if n > 0 {
-				if ferr := s.flush(); ferr != nil && err == nil {
-					err = ferr
-				}
-			}
-		}()
-	}
+	defer func() { err = s.flushed(n, err) }()
 	if pruned > sent {
 		// Never skipped silently: the controller learns which cursors it will not get.
 		e := devices.SyncEntry{Cursor: pruned, Gap: &devices.Gap{From: sent + 1, To: pruned}, Data: json.RawMessage("null")}
@@ -324,10 +316,13 @@ func (s *SyncSession) fill(ctx context.Context, sent int64, room int) (n int, ne
 		}
 		sent, n = pruned, n+1
 	}
-	for _, r := range entries {
-		if n >= room {
-			break
-		}
+	return s.sendRecords(entries[:min(len(entries), room-n)], n, sent)
+}
+
+// sendRecords delivers rs, after n entries of this batch went out already up to cursor sent,
+// and returns the batch's count and last cursor.
+func (s *SyncSession) sendRecords(rs []SyncRecord, n int, sent int64) (int, int64, error) {
+	for _, r := range rs {
 		e := devices.SyncEntry{Cursor: r.Cursor, Device: r.DeviceID, Stream: r.Stream, Seq: r.Seq, TS: r.TS, Data: r.Data}
 		if err := s.deliver(e); err != nil {
 			return n, sent, err
@@ -335,6 +330,17 @@ func (s *SyncSession) fill(ctx context.Context, sent int64, room int) (n int, ne
 		sent, n = r.Cursor, n+1
 	}
 	return n, sent, nil
+}
+
+// flushed ends a batch of n entries: a batching transport (OpenSyncBatched) writes it out.
+// What was sent before an error is in flight, so it is flushed too.
+func (s *SyncSession) flushed(n int, err error) error {
+	if n > 0 && s.flush != nil {
+		if ferr := s.flush(); ferr != nil && err == nil {
+			return ferr
+		}
+	}
+	return err
 }
 
 func (s *SyncSession) deliver(e devices.SyncEntry) error {
