@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/devicehub/devicehub/devices"
 )
 
@@ -49,9 +47,9 @@ func catchUp(b *testing.B, backlog int) catchUpResult {
 	b.Helper()
 	const bands = 4
 	h, people, creds := benchHub(b, 1, bands)
-	pubs := make([]paho.Client, bands)
+	pubs := make([]benchClient, bands)
 	for i, bd := range creds {
-		pubs[i] = pahoConnect(b, h.MQTTURL(), bd.DeviceID, bd.DeviceID, bd.Secret, nil)
+		pubs[i] = benchConnect(b, h.MQTTURL(), bd.DeviceID, bd.DeviceID, bd.Secret, "", nil)
 	}
 	// The phone has never connected: everything is backlog.
 	res := drive(b, pubs, func(i int) string { return devices.TelemetryTopic(creds[i].DeviceID, devices.StreamSteps) }, backlog/bands, 0, newCollector())
@@ -59,7 +57,7 @@ func catchUp(b *testing.B, backlog int) catchUpResult {
 		b.Fatalf("%d of %d samples acknowledged", res.acked, backlog)
 	}
 	for _, p := range pubs {
-		p.Disconnect(0)
+		p.close()
 	}
 	// The phone's bookkeeping is allocated before the baseline, so only the hub's (and the
 	// MQTT clients') memory is measured.
@@ -96,10 +94,9 @@ func catchUp(b *testing.B, backlog int) catchUpResult {
 	}()
 	start := time.Now()
 	p := people[0]
-	phone := pahoConnect(b, h.MQTTURL(), p.id.DeviceID, p.id.DeviceID, p.secret, nil)
-	phone.Subscribe(devices.ControllerSyncTopic(p.id.DeviceID), 1, func(_ paho.Client, m paho.Message) {
+	phone := benchConnect(b, h.MQTTURL(), p.id.DeviceID, p.id.DeviceID, p.secret, devices.ControllerSyncTopic(p.id.DeviceID), func(_ string, payload []byte) {
 		var e devices.SyncEntry
-		if json.Unmarshal(m.Payload(), &e) == nil && e.Gap == nil {
+		if json.Unmarshal(payload, &e) == nil && e.Gap == nil {
 			mu.Lock()
 			if !seen[e.Cursor] {
 				seen[e.Cursor] = true
@@ -107,7 +104,7 @@ func catchUp(b *testing.B, backlog int) catchUpResult {
 			}
 			mu.Unlock()
 		}
-	}).Wait()
+	})
 	deadline := time.Now().Add(60 * time.Second)
 	for int(got.Load()) < backlog && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -115,7 +112,7 @@ func catchUp(b *testing.B, backlog int) catchUpResult {
 	elapsed := time.Since(start)
 	close(stop)
 	<-sampled
-	phone.Disconnect(0)
+	phone.close()
 	r := catchUpResult{backlog: backlog, received: int(got.Load()), rate: float64(got.Load()) / elapsed.Seconds()}
 	if pk := peak.Load(); pk > base {
 		r.peakMiB = float64(pk-base) / (1 << 20)

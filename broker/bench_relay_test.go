@@ -79,6 +79,8 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 	b.ReportMetric(bare.p99, "bare_p99_ms")
 	b.ReportMetric(hubRes.p99, "hub_p99_ms")
 	b.ReportMetric(hubRes.p99/bare.p99, "p99_ratio")
+	b.ReportMetric(bare.ackP50, "bare_puback_p50_ms")
+	b.ReportMetric(hubRes.ackP50, "hub_puback_p50_ms")
 	b.ReportMetric(float64(bare.lost), "bare_lost")
 	b.ReportMetric(float64(hubRes.lost), "hub_lost")
 }
@@ -94,6 +96,7 @@ type loadResult struct {
 	acked, received, lost int
 	rate, p50, p99        float64
 	ackRate               float64 // publishes acknowledged per second (ingest, before delivery)
+	ackP50, ackP99        float64 // publish → PUBACK, ms
 	cores                 float64 // CPU used by the whole process (broker and load clients), in cores
 }
 
@@ -107,7 +110,7 @@ func processCPU() time.Duration {
 }
 
 func (r loadResult) String() string {
-	return fmt.Sprintf("%d acked (%.0f acked/s), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms, %.2f cores", r.acked, r.ackRate, r.received, r.lost, r.rate, r.p50, r.p99, r.cores)
+	return fmt.Sprintf("%d acked (%.0f acked/s, PUBACK p50 %.2f ms, p99 %.2f ms), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms, %.2f cores", r.acked, r.ackRate, r.ackP50, r.ackP99, r.received, r.lost, r.rate, r.p50, r.p99, r.cores)
 }
 
 // collector is the subscriber's side: unique samples and their latencies.
@@ -140,9 +143,11 @@ func (c *collector) count() int {
 // drive publishes perPublisher samples from each publisher, together at rate samples per
 // second (0: as fast as the window allows), and waits (bounded) for the subscriber to go
 // quiet.
-func drive(b *testing.B, pubs []paho.Client, topic func(i int) string, perPublisher int, rate float64, c *collector) loadResult {
+func drive(b *testing.B, pubs []benchClient, topic func(i int) string, perPublisher int, rate float64, c *collector) loadResult {
 	b.Helper()
 	var acked atomic.Int64
+	var ackMu sync.Mutex
+	ackLat := make([]float64, 0, len(pubs)*perPublisher)
 	start := time.Now()
 	cpu0 := processCPU()
 	var wg sync.WaitGroup
@@ -167,15 +172,19 @@ func drive(b *testing.B, pubs []paho.Client, topic func(i int) string, perPublis
 				}
 				window <- struct{}{}
 				pl := fmt.Sprintf(`{"seq":%d,"ts":%q,"count":%d}`, seq, time.Now().UTC().Format(time.RFC3339Nano), seq)
-				tok := p.Publish(topic(i), 1, false, pl)
 				inflight.Add(1)
-				go func() {
-					defer inflight.Done()
-					if tok.WaitTimeout(30*time.Second) && tok.Error() == nil {
+				sent := time.Now()
+				p.publish(topic(i), []byte(pl), func(ok bool) {
+					if ok {
 						acked.Add(1)
+						ms := float64(time.Since(sent).Microseconds()) / 1000
+						ackMu.Lock()
+						ackLat = append(ackLat, ms)
+						ackMu.Unlock()
 					}
 					<-window
-				}()
+					inflight.Done()
+				})
 			}
 			inflight.Wait()
 		}()
@@ -194,6 +203,10 @@ func drive(b *testing.B, pubs []paho.Client, topic func(i int) string, perPublis
 	defer c.mu.Unlock()
 	sort.Float64s(c.lat)
 	r := loadResult{acked: want, received: len(c.seen), lost: want - len(c.seen), ackRate: float64(want) / ackElapsed.Seconds(), cores: cores}
+	if len(ackLat) > 0 {
+		sort.Float64s(ackLat)
+		r.ackP50, r.ackP99 = ackLat[len(ackLat)/2], ackLat[len(ackLat)*99/100]
+	}
 	if len(c.lat) > 0 {
 		r.p50, r.p99 = c.lat[len(c.lat)/2], c.lat[len(c.lat)*99/100]
 		r.rate = float64(len(c.seen)) / elapsed.Seconds()
@@ -249,20 +262,18 @@ func runBare(b *testing.B, perPublisher int, rate float64, subscribers int) load
 	url := "tcp://" + addr
 	c := newCollector()
 	for j := range subscribers {
-		sub := pahoConnect(b, url, fmt.Sprintf("sub%d", j), "", "", nil)
-		tok := sub.Subscribe(fmt.Sprintf("bench/g%d/#", j), 1, func(_ paho.Client, m paho.Message) {
+		benchConnect(b, url, fmt.Sprintf("sub%d", j), "", "", fmt.Sprintf("bench/g%d/#", j), func(topic string, payload []byte) {
 			var v struct {
 				Seq uint64    `json:"seq"`
 				TS  time.Time `json:"ts"`
 			}
-			_ = json.Unmarshal(m.Payload(), &v)
-			c.add(m.Topic()+fmt.Sprint(v.Seq), v.TS)
+			_ = json.Unmarshal(payload, &v)
+			c.add(topic+" "+strconv.FormatUint(v.Seq, 10), v.TS)
 		})
-		tok.Wait()
 	}
-	pubs := make([]paho.Client, benchPublishers)
+	pubs := make([]benchClient, benchPublishers)
 	for i := range pubs {
-		pubs[i] = pahoConnect(b, url, fmt.Sprintf("pub%d", i), "", "", nil)
+		pubs[i] = benchConnect(b, url, fmt.Sprintf("pub%d", i), "", "", "", nil)
 	}
 	return drive(b, pubs, func(i int) string { return fmt.Sprintf("bench/g%d/%d", i%subscribers, i) }, perPublisher, rate, c)
 }
@@ -346,17 +357,15 @@ func runHub(b *testing.B, perPublisher int, rate float64, subscribers int) loadR
 	h, people, bands := benchHub(b, subscribers, benchPublishers)
 	c := newCollector()
 	for _, p := range people {
-		sub := pahoConnect(b, h.MQTTURL(), p.id.DeviceID, p.id.DeviceID, p.secret, nil)
-		tok := sub.Subscribe(devices.ControllerSyncTopic(p.id.DeviceID), 1, func(_ paho.Client, m paho.Message) {
+		benchConnect(b, h.MQTTURL(), p.id.DeviceID, p.id.DeviceID, p.secret, devices.ControllerSyncTopic(p.id.DeviceID), func(_ string, payload []byte) {
 			var e devices.SyncEntry
-			_ = json.Unmarshal(m.Payload(), &e)
-			c.add(e.Device+fmt.Sprint(e.Seq), e.TS)
+			_ = json.Unmarshal(payload, &e)
+			c.add(e.Device+" "+strconv.FormatUint(e.Seq, 10), e.TS)
 		})
-		tok.Wait()
 	}
-	pubs := make([]paho.Client, len(bands))
+	pubs := make([]benchClient, len(bands))
 	for i, bd := range bands {
-		pubs[i] = pahoConnect(b, h.MQTTURL(), bd.DeviceID, bd.DeviceID, bd.Secret, nil)
+		pubs[i] = benchConnect(b, h.MQTTURL(), bd.DeviceID, bd.DeviceID, bd.Secret, "", nil)
 	}
 	return drive(b, pubs, func(i int) string { return devices.TelemetryTopic(bands[i].DeviceID, devices.StreamSteps) }, perPublisher, rate, c)
 }
