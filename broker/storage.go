@@ -300,16 +300,38 @@ func (h *storageHook) StoredSubscriptions() ([]storage.Subscription, error) {
 // none and deletes what is stored (by an older version, or by an experiment with
 // allow_anonymous), so no retained state survives into a hub whose clients are all devices.
 func (h *storageHook) StoredRetainedMessages() ([]storage.Message, error) {
-	if h.keepRetained {
-		return list[storage.Message](h, storage.RetainedKey)
+	stored, err := list[storage.Message](h, storage.RetainedKey)
+	if h.keepRetained || err != nil {
+		return stored, err
 	}
-	h.apply(StateOp{Key: storage.RetainedKey + "_", Prefix: true})
+	if len(stored) > 0 { // a start with nothing stored costs no commit
+		h.apply(StateOp{Key: storage.RetainedKey + "_", Prefix: true})
+	}
 	return nil, nil
 }
+
+// StoredInflightMessages restores the in-flight messages this version persists and deletes
+// any of the hub's own (devices/…, accounts/…) that an older version wrote: those may carry a
+// binding secret, a link key or a bind code, which must not stay at rest in plain text, and
+// the hub's store sends what still matters again (see persistable).
 func (h *storageHook) StoredInflightMessages() ([]storage.Message, error) {
 	msgs, err := list[storage.Message](h, storage.InflightKey)
-	for _, m := range msgs {
-		h.inflight.Store(m.ID, struct{}{})
+	if err != nil {
+		return nil, err
 	}
-	return msgs, err
+	kept := msgs[:0]
+	var purge []StateOp
+	for _, m := range msgs {
+		if !persistable(m.TopicName) {
+			purge = append(purge, StateOp{Key: m.ID})
+			continue
+		}
+		h.inflight.Store(m.ID, struct{}{})
+		kept = append(kept, m)
+	}
+	if len(purge) > 0 {
+		h.apply(purge...)
+		h.Log.Info("deleted in-flight messages of the hub's topics stored by an older version", "count", len(purge))
+	}
+	return kept, nil
 }
