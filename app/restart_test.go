@@ -84,16 +84,19 @@ func TestRestartKeepsRetainedState(t *testing.T) {
 }
 
 // retainedFor subscribes a fresh clean session to topic and returns the payload of the
-// retained message the broker hands it ("" when none comes). mochi sends retained messages
-// before the SUBACK, so a publish sent after the SUBACK marks the end of them: whatever
-// arrives before that marker is retained.
+// retained message the broker hands it ("" when none comes). mochi queues retained messages
+// for the subscriber before it reads the client's next packet, so a publish sent after the
+// SUBACK marks the end of them: whatever arrives before that marker is retained. The client
+// hands messages over in the order they arrive (connect's clients do not, and the marker
+// could overtake the retained message).
 func retainedFor(t *testing.T, url, id, topic string) string {
 	t.Helper()
 	msgs := make(chan paho.Message, 8)
-	sub, err := connect(t, url, id, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(id).SetPassword("x").
+		SetCleanSession(true).SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
+		SetOrderMatters(true)
+	sub := paho.NewClient(o)
+	wait(t, sub.Connect())
 	defer sub.Disconnect(0)
 	wait(t, sub.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { msgs <- m }))
 	wait(t, sub.Publish(topic, 1, false, "\x00marker"))
