@@ -18,14 +18,20 @@ var ErrClosed = errors.New("store closed")
 type groupJob struct {
 	fn   func(*sql.Tx) error
 	done chan error
-	// committed, when set, runs on the committer once the transaction that ran fn
-	// committed, before the job's answer is sent: jobs' committed funcs run in commit order.
+	// committed, when set, runs once the transaction that ran fn committed and reached the
+	// disk, before the job's answer is sent: jobs' committed funcs run in commit order.
 	committed func()
+	// err is the fate of fn's transaction, set by run for the answerer.
+	err error
 }
 
 // groupCommitter runs every job that is waiting at the moment in one write transaction, so
 // that the cost of a commit (an fsync with synchronous=FULL) is shared by all of them. It is
 // the reason durable ingest is not capped near one fsync per message (see ../shared/figures.md).
+//
+// Answers are sent by a second goroutine (answer): it waits for the committed batches to
+// reach the disk (DB.syncWAL, one flush for every batch committed meanwhile) while the
+// committer already runs the next batch, so the flush no longer holds up the writer.
 type groupCommitter struct {
 	db       *DB
 	op       string
@@ -33,6 +39,9 @@ type groupCommitter struct {
 	maxBatch int
 	stopped  chan struct{}
 	quit     chan struct{}
+	// committed batches, in commit order, for answer
+	toAnswer chan []groupJob
+	answered chan struct{}
 }
 
 func newGroupCommitter(db *DB, op string, maxBatch int) *groupCommitter {
@@ -43,8 +52,11 @@ func newGroupCommitter(db *DB, op string, maxBatch int) *groupCommitter {
 		maxBatch: maxBatch,
 		stopped:  make(chan struct{}),
 		quit:     make(chan struct{}),
+		toAnswer: make(chan []groupJob, 64),
+		answered: make(chan struct{}),
 	}
 	go g.loop()
+	go g.answer()
 	return g
 }
 
@@ -63,8 +75,8 @@ func (g *groupCommitter) do(ctx context.Context, fn func(*sql.Tx) error) error {
 // fate. Jobs run in the order they were submitted, so a caller that submits in arrival order
 // and waits later (to pipeline one connection's messages) keeps that order in the database.
 //
-// committed (may be nil) runs on the committer right after the commit, in commit order,
-// before wait returns: it must be quick.
+// committed (may be nil) runs on the answering goroutine once the commit is on disk, in
+// commit order, before wait returns: it must be quick.
 func (g *groupCommitter) submit(ctx context.Context, fn func(*sql.Tx) error, committed func()) (wait func(context.Context) error, err error) {
 	j := groupJob{fn: fn, done: make(chan error, 1), committed: committed}
 	select {
@@ -87,13 +99,14 @@ func (g *groupCommitter) submit(ctx context.Context, fn func(*sql.Tx) error, com
 
 func (g *groupCommitter) loop() {
 	defer close(g.stopped)
-	batch := make([]groupJob, 0, g.maxBatch)
+	defer close(g.toAnswer)
 	for {
+		var batch []groupJob
 		select {
 		case j := <-g.jobs:
-			batch = append(batch[:0], j)
+			batch = append(make([]groupJob, 0, 16), j)
 		case <-g.quit:
-			g.drain(batch[:0])
+			g.drain()
 			return
 		}
 	fill:
@@ -110,7 +123,7 @@ func (g *groupCommitter) loop() {
 }
 
 // drain fails whatever is still queued when the committer stops.
-func (g *groupCommitter) drain(batch []groupJob) {
+func (g *groupCommitter) drain() {
 	for {
 		select {
 		case j := <-g.jobs:
@@ -125,7 +138,8 @@ func (g *groupCommitter) run(batch []groupJob) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	jobFailed := false
-	err := g.db.tx(ctx, g.op, func(tx *sql.Tx) error {
+	start := time.Now()
+	err := g.db.commitTx(ctx, g.op, func(tx *sql.Tx) error {
 		for _, j := range batch {
 			if err := j.fn(tx); err != nil {
 				jobFailed = !storageFailure(err)
@@ -134,29 +148,73 @@ func (g *groupCommitter) run(batch []groupJob) {
 		}
 		return nil
 	})
+	g.db.observed(g.op, start)
 	// When the transaction itself failed (locked, I/O error, disk full), retrying each job
 	// alone would fail the same way, one busy timeout after another: all get the error.
-	if err == nil {
-		for _, j := range batch {
-			if j.committed != nil {
-				j.committed()
-			}
-		}
-	}
 	if err == nil || len(batch) == 1 || !jobFailed {
-		for _, j := range batch {
-			j.done <- err
+		for i := range batch {
+			batch[i].err = err
 		}
+		g.toAnswer <- batch
 		return
 	}
 	// Isolate the job that failed: each gets its own transaction and its own answer.
-	for _, j := range batch {
-		err := g.db.tx(ctx, g.op, j.fn)
-		if err == nil && j.committed != nil {
-			j.committed()
-		}
-		j.done <- err
+	for i := range batch {
+		batch[i].err = g.db.commitTx(ctx, g.op, batch[i].fn)
 	}
+	g.toAnswer <- batch
+}
+
+// answer sends the answers of committed batches in commit order, each success only once
+// the disk has it: one flush covers every batch that is waiting when it starts.
+func (g *groupCommitter) answer() {
+	defer close(g.answered)
+	for batch := range g.toAnswer {
+		batches := [][]groupJob{batch}
+	more:
+		for {
+			select {
+			case b, ok := <-g.toAnswer:
+				if !ok {
+					break more
+				}
+				batches = append(batches, b)
+			default:
+				break more
+			}
+		}
+		var syncErr error
+		if anyCommitted(batches) {
+			syncErr = g.db.syncWAL()
+		}
+		for _, b := range batches {
+			for _, j := range b {
+				err := j.err
+				// A failed flush leaves the rows committed (readers already see them), so
+				// the commit hooks still run and keep their followers in step with the
+				// database; the job itself is not reported done, so nothing is acknowledged
+				// that the disk may not have, and a client's resend is a duplicate.
+				if err == nil && j.committed != nil {
+					j.committed()
+				}
+				if err == nil {
+					err = syncErr
+				}
+				j.done <- err
+			}
+		}
+	}
+}
+
+func anyCommitted(batches [][]groupJob) bool {
+	for _, b := range batches {
+		for _, j := range b {
+			if j.err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // storageFailure reports errors of the database itself rather than of one job's data: they
@@ -182,6 +240,7 @@ func (g *groupCommitter) close() {
 		close(g.quit)
 	}
 	<-g.stopped
+	<-g.answered
 }
 
 // wrapf adds the operation name to a driver error.

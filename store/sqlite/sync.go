@@ -20,13 +20,13 @@ type SyncLog struct {
 	group  *groupCommitter
 	insert *sql.Stmt
 	// onCommit, when set (OnSyncCommit, before the first append), gets each new entry
-	// right after its commit, in cursor order, on the committer goroutine.
+	// once its commit is on disk, in cursor order, on the committer's answering goroutine.
 	onCommit func(hub.SyncRecord)
 }
 
-// OnSyncCommit registers f to be given every entry right after the commit that stored it,
+// OnSyncCommit registers f to be given every entry once the commit that stored it is on disk,
 // in cursor order, before the append returns (hub.SyncCommitNotifier). f runs on the
-// committer goroutine and must not block. Call it before the first append.
+// committer's answering goroutine and must not block. Call it before the first append.
 func (s *SyncLog) OnSyncCommit(f func(hub.SyncRecord)) { s.onCommit = f }
 
 // SyncLog returns the sync store of the database. Each call starts a writer goroutine that
