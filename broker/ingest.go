@@ -30,10 +30,10 @@ import (
 // client gets an error code, a v3.1.1 client is disconnected without a PUBACK so it resends.
 func (h *authHook) ingestTelemetry(cl *mqtt.Client, c *conn, pk packets.Packet, stream string) (packets.Packet, error) {
 	pk.Ignore = true
-	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
-	defer cancel()
 	v5 := cl.Properties.ProtocolVersion == 5
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
+		ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+		defer cancel()
 		if err := h.hub.IngestTelemetry(ctx, c.id, stream, pk.Payload); err != nil && hub.ErrorCode(err) != hub.EInternal {
 			h.refuseTelemetry(c, stream, pk.Payload, err)
 		} else if err != nil {
@@ -43,7 +43,11 @@ func (h *authHook) ingestTelemetry(cl *mqtt.Client, c *conn, pk packets.Packet, 
 	}
 	a := h.ackerOf(cl)
 	a.reserve()
-	wait, err := h.hub.StartTelemetry(ctx, c.id, stream, pk.Payload)
+	// No deadline of its own (a timer and a context per publish showed in profiles): what
+	// can wait here is the queue of the store's committer when it is full, which is the
+	// backpressure this connection should feel, and the committer fails queued work when
+	// the store closes.
+	wait, err := h.hub.StartTelemetry(context.Background(), c.id, stream, pk.Payload)
 	switch {
 	case err == nil:
 		a.queue <- pendingAck{pid: pk.PacketID, stream: stream, wait: wait}
@@ -125,12 +129,12 @@ func (a *acker) run() {
 	stopped := false
 	for p := range a.queue {
 		if p.wait != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
-			if err := p.wait(ctx); err != nil {
+			// The store answers every queued sample (stored, failed, or store closed), so
+			// the wait needs no deadline of its own.
+			if err := p.wait(context.Background()); err != nil {
 				a.log.Error("telemetry not stored", "device", a.cl.ID, "stream", p.stream, "error", err)
 				p.code, p.failed = packets.ErrImplementationSpecificError, true
 			}
-			cancel()
 		}
 		switch {
 		case stopped:

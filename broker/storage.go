@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -45,8 +46,10 @@ type storageHook struct {
 	// keepRetained: broker.allow_anonymous is on, and the retained messages of clients
 	// without credentials are restored at start.
 	keepRetained bool
-	// inflight holds the keys of the in-flight messages we stored.
+	// inflight holds the keys of the in-flight messages we stored; stored counts them, so
+	// the QoS completion of every relayed entry (none of which is stored) builds no key.
 	inflight sync.Map
+	stored   atomic.Int64
 	// dropped holds the connections whose session the hub revoked: their late disconnect
 	// must not write the session back.
 	dropped sync.Map
@@ -231,7 +234,9 @@ func (h *storageHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int6
 		return
 	}
 	k := inflightKey(cl.ID, pk.PacketID)
-	h.inflight.Store(k, struct{}{})
+	if _, loaded := h.inflight.LoadOrStore(k, struct{}{}); !loaded {
+		h.stored.Add(1)
+	}
 	h.apply(put(k, storage.InflightKey, message(k, storage.InflightKey, cl, pk, sent)))
 }
 
@@ -261,8 +266,12 @@ func (h *storageHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // also completes its own PUBACKs, which we never stored, and a commit for each of those would
 // sit on the publish path.
 func (h *storageHook) forgetInflight(client string, pid uint16) {
+	if h.stored.Load() == 0 {
+		return
+	}
 	k := inflightKey(client, pid)
 	if _, ok := h.inflight.LoadAndDelete(k); ok {
+		h.stored.Add(-1)
 		h.apply(StateOp{Key: k})
 	}
 }
@@ -326,7 +335,9 @@ func (h *storageHook) StoredInflightMessages() ([]storage.Message, error) {
 			purge = append(purge, StateOp{Key: m.ID})
 			continue
 		}
-		h.inflight.Store(m.ID, struct{}{})
+		if _, loaded := h.inflight.LoadOrStore(m.ID, struct{}{}); !loaded {
+			h.stored.Add(1)
+		}
 		kept = append(kept, m)
 	}
 	if len(purge) > 0 {

@@ -79,22 +79,28 @@ func ParseDeviceTopic(topic string) (deviceID, kind, rest string, ok bool) {
 	if len(topic) > MaxTopicLength {
 		return "", "", "", false
 	}
-	levels := strings.Split(topic, "/")
-	if len(levels) < 3 || levels[0] != DevicesPrefix || ValidIdentifier(levels[1]) != nil {
+	// strings.Cut rather than strings.Split: this runs for every publish, and Split
+	// allocates the slice of levels each time.
+	prefix, after, ok := strings.Cut(topic, "/")
+	if !ok || prefix != DevicesPrefix {
 		return "", "", "", false
 	}
-	deviceID, kind = levels[1], levels[2]
+	deviceID, after, ok = strings.Cut(after, "/")
+	if !ok || ValidIdentifier(deviceID) != nil {
+		return "", "", "", false
+	}
+	kind, rest, more := strings.Cut(after, "/")
 	switch kind {
 	case KindRequest, KindResponse, KindCommands, KindSync:
-		if len(levels) != 3 {
+		if more {
 			return "", "", "", false
 		}
 		return deviceID, kind, "", true
 	case KindTelemetry:
-		if len(levels) != 4 || ValidIdentifier(levels[3]) != nil {
+		if !more || strings.Contains(rest, "/") || ValidIdentifier(rest) != nil {
 			return "", "", "", false
 		}
-		return deviceID, kind, levels[3], true
+		return deviceID, kind, rest, true
 	}
 	return "", "", "", false
 }

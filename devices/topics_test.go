@@ -41,6 +41,12 @@ func TestParseDeviceTopic(t *testing.T) {
 		{"devices/d1/other", "", "", "", false},
 		{"accounts/a/sync/d/s", "", "", "", false},
 		{"devices/d1/telemetry/st+", "", "", "", false},
+		{"devices/d1/telemetry/", "", "", "", false},
+		{"devices/d1/", "", "", "", false},
+		{"devices/d1", "", "", "", false},
+		{"devices", "", "", "", false},
+		{"devices/d1/req/", "", "", "", false},
+		{"/devices/d1/req", "", "", "", false},
 	}
 	for _, tt := range tests {
 		id, kind, rest, ok := ParseDeviceTopic(tt.topic)
@@ -157,4 +163,32 @@ func TestCovers(t *testing.T) {
 			t.Errorf("covers(%q, %q) = %v, want %v", tt.sup, tt.sub, got, tt.want)
 		}
 	}
+}
+
+// FuzzParseDeviceTopicMatchesLevels: ParseDeviceTopic (strings.Cut, no allocation) agrees with
+// a plain reading of the topic's levels on every input.
+func FuzzParseDeviceTopicMatchesLevels(f *testing.F) {
+	for _, s := range []string{"devices/d1/req", "devices/d1/telemetry/steps", "devices/d1/telemetry/a/b", "devices//req", "devices/d1/", "a/b/c/d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, topic string) {
+		id, kind, rest, ok := ParseDeviceTopic(topic)
+		wid, wkind, wrest, wok := "", "", "", false
+		l := strings.Split(topic, "/")
+		if len(topic) <= MaxTopicLength && len(l) >= 3 && l[0] == DevicesPrefix && ValidIdentifier(l[1]) == nil {
+			switch l[2] {
+			case KindRequest, KindResponse, KindCommands, KindSync:
+				if len(l) == 3 {
+					wid, wkind, wok = l[1], l[2], true
+				}
+			case KindTelemetry:
+				if len(l) == 4 && ValidIdentifier(l[3]) == nil {
+					wid, wkind, wrest, wok = l[1], l[2], l[3], true
+				}
+			}
+		}
+		if id != wid || kind != wkind || rest != wrest || ok != wok {
+			t.Fatalf("ParseDeviceTopic(%q) = %q %q %q %v, levels say %q %q %q %v", topic, id, kind, rest, ok, wid, wkind, wrest, wok)
+		}
+	})
 }

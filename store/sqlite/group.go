@@ -90,6 +90,16 @@ func (g *groupCommitter) submit(ctx context.Context, fn func(*sql.Tx) error, com
 		select {
 		case err := <-j.done:
 			return err
+		case <-g.answered:
+			// Every batch the committer ran has been answered; a job still without an
+			// answer slipped into the queue after the committer stopped (its select saw
+			// room in the queue and the quit at once) and was never run.
+			select {
+			case err := <-j.done:
+				return err
+			default:
+				return ErrClosed
+			}
 		case <-ctx.Done():
 			// The job may still commit; the caller only learns it did not wait for the answer.
 			return ctx.Err()

@@ -141,3 +141,36 @@ func TestGroupCommitFailsABatchOnceWhenTheDatabaseFails(t *testing.T) {
 		t.Fatalf("after the lock is gone: %v", err)
 	}
 }
+
+// TestGroupCommitAnswersJobsQueuedAfterItStopped: a job handed over while the committer
+// stops is either refused or answered with ErrClosed, so a caller waiting without a deadline
+// (the broker's acker) is never left waiting for ever.
+func TestGroupCommitAnswersJobsQueuedAfterItStopped(t *testing.T) {
+	db := openTemp(t, time.Second)
+	for i := range 200 {
+		g := newGroupCommitter(db, "test", 64)
+		if i%2 == 0 {
+			go g.close() // stopping while the job is handed over
+		} else {
+			g.close() // stopped: the queue still has room, so the hand-over may succeed
+		}
+		wait, err := g.submit(context.Background(), func(*sql.Tx) error { return nil }, nil)
+		if err != nil {
+			if !errors.Is(err, ErrClosed) {
+				t.Fatalf("submit to a stopping committer: %v", err)
+			}
+			continue
+		}
+		// Committed before the stop, or ErrClosed: either way an answer. The deadline only
+		// turns a hang into a failure.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = wait(ctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal("a job queued after the committer stopped was never answered")
+		}
+		if err != nil && !errors.Is(err, ErrClosed) {
+			t.Fatalf("job queued while the committer stopped: %v", err)
+		}
+	}
+}

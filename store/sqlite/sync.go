@@ -19,6 +19,11 @@ type SyncLog struct {
 	db     *DB
 	group  *groupCommitter
 	insert *sql.Stmt
+	// txInsert is insert bound to txOf, the committer's current transaction: binding it
+	// once per batch instead of once per sample saves database/sql's per-call bookkeeping.
+	// Only the committer goroutine touches them.
+	txOf     *sql.Tx
+	txInsert *sql.Stmt
 	// onCommit, when set (OnSyncCommit, before the first append), gets each new entry
 	// once its commit is on disk, in cursor order, on the committer's answering goroutine.
 	onCommit func(hub.SyncRecord)
@@ -81,7 +86,10 @@ func (s *SyncLog) AppendSyncAsync(ctx context.Context, r hub.SyncRecord) (func(c
 		}
 	}
 	wait, err := s.group.submit(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Stmt(s.insert).Exec(r.AccountID, r.DeviceID, r.Stream, int64(r.Seq), r.TS.UnixNano(), boolInt(r.Wide), []byte(r.Data), ms(r.CreatedAt))
+		if s.txOf != tx {
+			s.txOf, s.txInsert = tx, tx.Stmt(s.insert)
+		}
+		res, err := s.txInsert.Exec(r.AccountID, r.DeviceID, r.Stream, int64(r.Seq), r.TS.UnixNano(), boolInt(r.Wide), []byte(r.Data), ms(r.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("append sync entry: %w", err)
 		}
