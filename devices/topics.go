@@ -9,7 +9,7 @@ import (
 )
 
 // The topic scheme. Every topic devicehub uses is built by one of the functions below and
-// taken apart by ParseDeviceTopic or ParseSyncTopic, so the scheme lives in one file.
+// taken apart by ParseDeviceTopic, so the scheme lives in one file.
 //
 //	devices/{device}/telemetry/{stream}      device → hub, QoS 1
 //	devices/{device}/req                     device → hub, QoS 1: requests (Request)
@@ -103,19 +103,6 @@ func ParseDeviceTopic(topic string) (deviceID, kind, rest string, ok bool) {
 		return deviceID, kind, rest, true
 	}
 	return "", "", "", false
-}
-
-// ParseSyncTopic splits accounts/{acc}/sync/{source}/{stream}.
-func ParseSyncTopic(topic string) (accountID, sourceDeviceID, stream string, ok bool) {
-	if len(topic) > MaxTopicLength {
-		return "", "", "", false
-	}
-	l := strings.Split(topic, "/")
-	if len(l) != 5 || l[0] != AccountsPrefix || l[2] != KindSync ||
-		ValidIdentifier(l[1]) != nil || ValidIdentifier(l[3]) != nil || ValidIdentifier(l[4]) != nil {
-		return "", "", "", false
-	}
-	return l[1], l[3], l[4], true
 }
 
 // Errors returned (wrapped) by the validators, for errors.Is.

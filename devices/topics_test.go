@@ -54,13 +54,6 @@ func TestParseDeviceTopic(t *testing.T) {
 			t.Errorf("ParseDeviceTopic(%q) = %q %q %q %v, want %q %q %q %v", tt.topic, id, kind, rest, ok, tt.id, tt.kind, tt.rest, tt.ok)
 		}
 	}
-	acc, src, stream, ok := ParseSyncTopic("accounts/a1/sync/d1/weight")
-	if acc != "a1" || src != "d1" || stream != "weight" || !ok {
-		t.Errorf("ParseSyncTopic = %q %q %q %v", acc, src, stream, ok)
-	}
-	if _, _, _, ok := ParseSyncTopic("accounts/a1/sync/d1"); ok {
-		t.Error("ParseSyncTopic accepted a 4-level topic")
-	}
 }
 
 func TestValidTopicNameAndFilter(t *testing.T) {

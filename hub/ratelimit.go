@@ -59,12 +59,30 @@ func (l *keyedLimiter) sweep(now time.Time) {
 	}
 }
 
+// trackedKeys is per-key limiter state. Once it holds maxTrackedKeys keys, adding a new key
+// first drops the expired ones, so cycling through keys cannot grow it without bound.
+type trackedKeys[V any] struct {
+	m       map[string]V
+	expired func(v V, now time.Time) bool
+}
+
+func (t *trackedKeys[V]) put(key string, v V, now time.Time) {
+	if _, found := t.m[key]; !found && len(t.m) >= maxTrackedKeys {
+		for k, old := range t.m {
+			if t.expired(old, now) {
+				delete(t.m, k)
+			}
+		}
+	}
+	t.m[key] = v
+}
+
 // failureCounter counts recent failures per key; a key is forgotten after window without a
 // new failure.
 type failureCounter struct {
 	mu     sync.Mutex
 	window time.Duration
-	m      map[string]failures
+	keys   trackedKeys[failures]
 }
 
 type failures struct {
@@ -73,23 +91,20 @@ type failures struct {
 }
 
 func newFailureCounter(window time.Duration) *failureCounter {
-	return &failureCounter{window: window, m: map[string]failures{}}
+	f := &failureCounter{window: window}
+	f.keys = trackedKeys[failures]{m: map[string]failures{}, expired: f.expired}
+	return f
 }
+
+func (f *failureCounter) expired(e failures, now time.Time) bool { return now.Sub(e.last) > f.window }
 
 func (f *failureCounter) add(key string, now time.Time) failures {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.getLocked(key, now)
-	if len(f.m) >= maxTrackedKeys {
-		for k, v := range f.m {
-			if now.Sub(v.last) > f.window {
-				delete(f.m, k)
-			}
-		}
-	}
 	e.count++
 	e.last = now
-	f.m[key] = e
+	f.keys.put(key, e, now)
 	return e
 }
 
@@ -100,9 +115,9 @@ func (f *failureCounter) get(key string, now time.Time) failures {
 }
 
 func (f *failureCounter) getLocked(key string, now time.Time) failures {
-	e, ok := f.m[key]
-	if ok && now.Sub(e.last) > f.window {
-		delete(f.m, key)
+	e, ok := f.keys.m[key]
+	if ok && f.expired(e, now) {
+		delete(f.keys.m, key)
 		return failures{}
 	}
 	return e
@@ -111,15 +126,15 @@ func (f *failureCounter) getLocked(key string, now time.Time) failures {
 func (f *failureCounter) reset(key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.m, key)
+	delete(f.keys.m, key)
 }
 
 // tryCounter counts code tries per key for ttl from the moment the key was restarted (or
 // first tried), mirroring how a real code counts its tries for its lifetime; see checkCode.
 type tryCounter struct {
-	mu  sync.Mutex
-	ttl time.Duration
-	m   map[string]tries
+	mu   sync.Mutex
+	ttl  time.Duration
+	keys trackedKeys[tries]
 }
 
 type tries struct {
@@ -128,22 +143,26 @@ type tries struct {
 }
 
 func newTryCounter(ttl time.Duration) *tryCounter {
-	return &tryCounter{ttl: ttl, m: map[string]tries{}}
+	c := &tryCounter{ttl: ttl}
+	c.keys = trackedKeys[tries]{m: map[string]tries{}, expired: c.expired}
+	return c
 }
+
+func (c *tryCounter) expired(e tries, now time.Time) bool { return !now.Before(e.start.Add(c.ttl)) }
 
 // take counts one try under key unless it already has maxTries; n is the new count.
 func (c *tryCounter) take(key string, now time.Time, maxTries int) (n int, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, found := c.m[key]
-	if !found || !now.Before(e.start.Add(c.ttl)) {
+	e, found := c.keys.m[key]
+	if !found || c.expired(e, now) {
 		e = tries{start: now}
 	}
 	if e.n >= maxTries {
 		return e.n, false
 	}
 	e.n++
-	c.put(key, e, now)
+	c.keys.put(key, e, now)
 	return e.n, true
 }
 
@@ -151,18 +170,7 @@ func (c *tryCounter) take(key string, now time.Time, maxTries int) (n int, ok bo
 func (c *tryCounter) restart(key string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.put(key, tries{start: now}, now)
-}
-
-func (c *tryCounter) put(key string, e tries, now time.Time) {
-	if _, found := c.m[key]; !found && len(c.m) >= maxTrackedKeys {
-		for k, v := range c.m {
-			if !now.Before(v.start.Add(c.ttl)) {
-				delete(c.m, k)
-			}
-		}
-	}
-	c.m[key] = e
+	c.keys.put(key, tries{start: now}, now)
 }
 
 // backoff is the wait after the failures: none below threshold, then base doubling with each
