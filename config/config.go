@@ -157,7 +157,7 @@ func keyList() []key {
 		{"broker.max_unacked_publishes", 256, false, "QoS 1 publishes of one connection waiting for their commit; past it the connection is not read (backpressure)"},
 		{"http.addr", "127.0.0.1:8080", false, "HTTP API, /metrics, /healthz, /readyz and web portal address"},
 		{"store.path", "./data/devicehub.db", false, "SQLite database file (its folder is created)"},
-		{"store.synchronous", "FULL", false, "SQLite synchronous pragma: FULL survives power loss, NORMAL only a process crash"},
+		{"store.synchronous", "FULL", false, "durability: FULL answers a write only once the WAL is flushed to disk (survives power loss), NORMAL survives a process crash only"},
 		{"store.busy_timeout", "5s", false, "how long a store connection waits for a lock"},
 		{"tls.cert_file", "", false, "PEM certificate; with tls.key_file turns on TLS for MQTT, WebSocket and HTTP"},
 		{"tls.key_file", "", false, "PEM private key for tls.cert_file"},

@@ -31,9 +31,10 @@ var migrations embed.FS
 
 // Options tunes how the database is opened.
 type Options struct {
-	// Synchronous is the SQLite synchronous pragma: "FULL" (default: a commit survives power
-	// loss) or "NORMAL" (a commit survives a process crash, the last commits may be lost on
-	// power loss). See README's configuration table.
+	// Synchronous is the durability: "FULL" (default: a write is reported done only once the
+	// WAL is flushed to disk, so it survives power loss; walsync.go) or "NORMAL" (a commit
+	// survives a process crash, the last commits may be lost on power loss). See README's
+	// configuration table.
 	Synchronous string
 	// BusyTimeout is how long a connection waits for a lock before it fails with SQLITE_BUSY.
 	BusyTimeout time.Duration
