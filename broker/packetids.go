@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -103,7 +104,11 @@ func (h *packetIDHook) reserve(cl *mqtt.Client, pid uint16) {
 	if _, taken := cl.State.Inflight.Get(pid); taken {
 		return
 	}
-	if cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pid}) {
+	// Created matters: mochi's expiry sweep (about once a second) deletes any in-flight entry
+	// older than the maximum message expiry, and a zero time is fifty years old, so a
+	// reservation without it vanished whenever a sweep fell inside the request (an unbind,
+	// with its password hash, lasts tens of milliseconds) and the answer took the ID.
+	if cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pid, Created: time.Now().Unix()}) {
 		atomic.AddInt64(&h.srv.Info.Inflight, 1)
 	}
 	h.put(cl, func(v *heldIDs) { v.reserved = pid })
