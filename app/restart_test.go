@@ -1,10 +1,12 @@
 package app_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
 
 	"github.com/devicehub/devicehub/app/apptest"
 )
@@ -30,6 +32,17 @@ func TestRestartKeepsPersistentSubscription(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, pub.Publish("keep/one", 1, false, "published after the restart"))
+	// mochi acknowledges a publish before it queues it for subscribers, so the PUBACK does
+	// not mean keeper's session has the message yet; keeper connecting in between would
+	// inherit the session without it. The storage hook writes the queued message before
+	// mochi goes on, so its row is the sign.
+	apptest.Eventually(t, 10*time.Second, func() error {
+		rows, err := h2.DB().ListBrokerState(testCtx(t), storage.InflightKey)
+		if err != nil || len(rows) == 0 {
+			return fmt.Errorf("keep/one not queued for keeper yet (%d in-flight rows, %v)", len(rows), err)
+		}
+		return nil
+	})
 	got := make(chan string, 4)
 	o := paho.NewClientOptions().AddBroker(h2.MQTTURL()).SetClientID("keeper").SetCleanSession(false).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
