@@ -11,6 +11,7 @@ import (
 	"github.com/devicehub/devicehub/app/apptest"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
+	"github.com/devicehub/devicehub/store/sqlite"
 )
 
 func steps(clk *clock, seq int) []byte {
@@ -161,20 +162,11 @@ func (c *countingSync) SyncEntriesFor(ctx context.Context, controllerID, account
 // pause, because it tried to go live and could not.
 func TestRelayWithoutCommitHook(t *testing.T) {
 	ctx := context.Background()
-	db := openDB(t)
-	o, clk := baseOptions(db)
-	store := &countingSync{SyncStore: openSyncLog(t, db)}
-	o.Sync, o.SyncOptions, o.Commands = store, hub.SyncOptions{RetryBase: time.Millisecond}, db
-	h := hub.New(o)
-	accs, err := h.CreateLoadAccounts(ctx, 1, "10.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	phone := registerPhone(t, h, accs[0].AccountID, "phone")
-	band := bindGadget(t, h, accs[0].AccountID, devices.Band)
-	if err := h.Pair(ctx, phone, band.DeviceID); err != nil {
-		t.Fatal(err)
-	}
+	var store *countingSync
+	h, clk, phone, band := relayHubWith(t, hub.SyncOptions{RetryBase: time.Millisecond}, func(s *sqlite.SyncLog) hub.SyncStore {
+		store = &countingSync{SyncStore: s} // hides OnSyncCommit: a store without the hook
+		return store
+	})
 	sink := openSink(t, h, phone, 0, 0)
 	for seq := 1; seq <= 3; seq++ {
 		if err := h.IngestTelemetry(ctx, band, devices.StreamSteps, steps(clk, seq)); err != nil {

@@ -7,16 +7,23 @@ import (
 
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
+	"github.com/devicehub/devicehub/store/sqlite"
 )
 
 // relayHub is a hub on a real SQLite file with a fast relay back-off, one account with a
 // phone and a band paired with it.
 func relayHub(t *testing.T, opts hub.SyncOptions) (*hub.Hub, *clock, devices.Identity, devices.Identity) {
 	t.Helper()
+	return relayHubWith(t, opts, func(s *sqlite.SyncLog) hub.SyncStore { return s })
+}
+
+// relayHubWith is relayHub with the sync store that wrap makes of the SQLite one.
+func relayHubWith(t *testing.T, opts hub.SyncOptions, wrap func(*sqlite.SyncLog) hub.SyncStore) (*hub.Hub, *clock, devices.Identity, devices.Identity) {
+	t.Helper()
 	ctx := context.Background()
 	db := openDB(t)
 	o, clk := baseOptions(db)
-	o.Sync, o.SyncOptions, o.Commands = openSyncLog(t, db), opts, db
+	o.Sync, o.SyncOptions, o.Commands = wrap(openSyncLog(t, db)), opts, db
 	h := hub.New(o)
 	accs, err := h.CreateLoadAccounts(ctx, 1, "10.0.0.1")
 	if err != nil {
