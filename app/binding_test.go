@@ -11,6 +11,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
 
 	"github.com/devicehub/devicehub/apiclient"
 	"github.com/devicehub/devicehub/app/apptest"
@@ -578,7 +579,7 @@ func TestDevicesLeaveNoRetainedState(t *testing.T) {
 
 	noRetained := func(t *testing.T, h *apptest.Hub) {
 		t.Helper()
-		if rt, err := h.DB().ListBrokerState(ctx, "RT"); err != nil || len(rt) != 0 {
+		if rt, err := h.DB().ListBrokerState(ctx, storage.RetainedKey); err != nil || len(rt) != 0 {
 			t.Fatalf("retained messages in the database: %q %v", rt, err)
 		}
 		// Retained messages come right after the SUBACK, before the response to a request sent

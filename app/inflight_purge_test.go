@@ -67,3 +67,29 @@ func TestOldInflightSecretsDeletedAtStart(t *testing.T) {
 		t.Fatalf("the in-flight row of another topic was deleted too: %v", left)
 	}
 }
+
+// TestUnreadableRetainedRowDeletedAtStart: without broker.allow_anonymous no retained message
+// is restored and whatever is stored is deleted at start, even a row this version cannot
+// decode (written by another version): it is deleted, not a reason to refuse to start.
+func TestUnreadableRetainedRowDeletedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	h := apptest.StartIn(t, dir, nil)
+	path := h.Config.Store.Path
+	h.Stop(t)
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO broker_state(key, kind, value) VALUES(?, ?, X'00FF')`, storage.RetainedKey+"_status/lamp", storage.RetainedKey); err != nil {
+		t.Fatal(err)
+	}
+	apptest.StartIn(t, dir, nil) // fails the test if the hub does not start
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM broker_state WHERE kind = ?`, storage.RetainedKey).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d retained rows still stored after start", n)
+	}
+}

@@ -91,7 +91,7 @@ func TestRestartKeepsRetainedState(t *testing.T) {
 	// Without allow_anonymous every client is a device, and no retained state may outlive
 	// an experiment: the stored message is deleted at start.
 	h3 := apptest.StartIn(t, dir, nil)
-	if rt, err := h3.DB().ListBrokerState(testCtx(t), "RT"); err != nil || len(rt) != 0 {
+	if rt, err := h3.DB().ListBrokerState(testCtx(t), storage.RetainedKey); err != nil || len(rt) != 0 {
 		t.Fatalf("retained messages kept without allow_anonymous: %q %v", rt, err)
 	}
 }

@@ -234,9 +234,7 @@ func (h *storageHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int6
 		return
 	}
 	k := inflightKey(cl.ID, pk.PacketID)
-	if _, loaded := h.inflight.LoadOrStore(k, struct{}{}); !loaded {
-		h.stored.Add(1)
-	}
+	h.remember(k)
 	h.apply(put(k, storage.InflightKey, message(k, storage.InflightKey, cl, pk, sent)))
 }
 
@@ -260,6 +258,13 @@ func (h *storageHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 
 func (h *storageHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.forgetInflight(cl.ID, pk.PacketID)
+}
+
+// remember records that the in-flight message under key k is stored.
+func (h *storageHook) remember(k string) {
+	if _, loaded := h.inflight.LoadOrStore(k, struct{}{}); !loaded {
+		h.stored.Add(1)
+	}
 }
 
 // forgetInflight deletes a stored in-flight message. Only keys we stored are deleted: mochi
@@ -309,11 +314,18 @@ func (h *storageHook) StoredSubscriptions() ([]storage.Subscription, error) {
 // none and deletes what is stored (by an older version, or by an experiment with
 // allow_anonymous), so no retained state survives into a hub whose clients are all devices.
 func (h *storageHook) StoredRetainedMessages() ([]storage.Message, error) {
-	stored, err := list[storage.Message](h, storage.RetainedKey)
-	if h.keepRetained || err != nil {
-		return stored, err
+	if h.keepRetained {
+		return list[storage.Message](h, storage.RetainedKey)
 	}
-	if len(stored) > 0 { // a start with nothing stored costs no commit
+	// Read, not decoded: what is there is deleted whatever it holds, and a start with
+	// nothing stored costs no commit.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stored, err := h.store.List(ctx, storage.RetainedKey)
+	if err != nil {
+		return nil, err
+	}
+	if len(stored) > 0 {
 		h.apply(StateOp{Key: storage.RetainedKey + "_", Prefix: true})
 	}
 	return nil, nil
@@ -335,9 +347,7 @@ func (h *storageHook) StoredInflightMessages() ([]storage.Message, error) {
 			purge = append(purge, StateOp{Key: m.ID})
 			continue
 		}
-		if _, loaded := h.inflight.LoadOrStore(m.ID, struct{}{}); !loaded {
-			h.stored.Add(1)
-		}
+		h.remember(m.ID)
 		kept = append(kept, m)
 	}
 	if len(purge) > 0 {
