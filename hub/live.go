@@ -4,8 +4,9 @@ import (
 	"context"
 )
 
-// SyncCommitNotifier is a SyncStore that hands the hub every sync entry right after the
-// commit that stored it, in cursor order and before the append returns. With it, a relay
+// SyncCommitNotifier is a SyncStore that hands the hub every sync entry once the commit that
+// stored it is durable (readers may see it a little earlier), in cursor order and before the
+// append returns. With it, a relay
 // that has caught up with the log is fed the new entries from memory instead of reading
 // each commit back from the store: at high rates that read was the relay's main cost.
 type SyncCommitNotifier interface {
@@ -22,9 +23,9 @@ type SyncCommitNotifier interface {
 // later commit is appended. Nothing is missed (a commit is either before the read, so in it,
 // or handed to committed after arming) and nothing is sent twice (floor).
 //
-// Entitlement in memory uses the pairings loaded when arming; any pairing change anywhere
-// sends every relay back to the log (leaveLive), whose reads join the pairings as they are
-// then. So does a tail that reaches the window (the controller is not keeping up): memory
+// Entitlement in memory uses the pairings loaded when arming; a change of the controller's
+// pairings sends its relay back to the log (leaveLive, from pairingChanged), whose reads
+// join the pairings as they are then. So does a tail that reaches the window (the controller is not keeping up): memory
 // stays bounded by configuration and the log is the backlog.
 type liveState struct {
 	on, arming bool

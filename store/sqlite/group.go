@@ -40,8 +40,14 @@ type groupCommitter struct {
 	stopped  chan struct{}
 	quit     chan struct{}
 	// committed batches, in commit order, for answer
-	toAnswer chan []groupJob
+	toAnswer chan committedBatch
 	answered chan struct{}
+}
+
+// committedBatch is a batch whose transaction ended, waiting for its flush and answers.
+type committedBatch struct {
+	jobs  []groupJob
+	start time.Time // when its transaction began: the store metric covers commit and flush
 }
 
 func newGroupCommitter(db *DB, op string, maxBatch int) *groupCommitter {
@@ -52,7 +58,7 @@ func newGroupCommitter(db *DB, op string, maxBatch int) *groupCommitter {
 		maxBatch: maxBatch,
 		stopped:  make(chan struct{}),
 		quit:     make(chan struct{}),
-		toAnswer: make(chan []groupJob, 64),
+		toAnswer: make(chan committedBatch, 64),
 		answered: make(chan struct{}),
 	}
 	go g.loop()
@@ -148,7 +154,7 @@ func (g *groupCommitter) run(batch []groupJob) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	jobFailed := false
-	start := time.Now()
+	done := committedBatch{jobs: batch, start: time.Now()}
 	err := g.db.commitTx(ctx, g.op, func(tx *sql.Tx) error {
 		for _, j := range batch {
 			if err := j.fn(tx); err != nil {
@@ -158,21 +164,20 @@ func (g *groupCommitter) run(batch []groupJob) {
 		}
 		return nil
 	})
-	g.db.observed(g.op, start)
 	// When the transaction itself failed (locked, I/O error, disk full), retrying each job
 	// alone would fail the same way, one busy timeout after another: all get the error.
 	if err == nil || len(batch) == 1 || !jobFailed {
 		for i := range batch {
 			batch[i].err = err
 		}
-		g.toAnswer <- batch
+		g.toAnswer <- done
 		return
 	}
 	// Isolate the job that failed: each gets its own transaction and its own answer.
 	for i := range batch {
 		batch[i].err = g.db.commitTx(ctx, g.op, batch[i].fn)
 	}
-	g.toAnswer <- batch
+	g.toAnswer <- done
 }
 
 // answer sends the answers of committed batches in commit order, each success only once
@@ -180,7 +185,7 @@ func (g *groupCommitter) run(batch []groupJob) {
 func (g *groupCommitter) answer() {
 	defer close(g.answered)
 	for batch := range g.toAnswer {
-		batches := [][]groupJob{batch}
+		batches := []committedBatch{batch}
 	more:
 		for {
 			select {
@@ -198,7 +203,8 @@ func (g *groupCommitter) answer() {
 			syncErr = g.db.syncWAL()
 		}
 		for _, b := range batches {
-			for _, j := range b {
+			g.db.observed(g.op, b.start)
+			for _, j := range b.jobs {
 				err := j.err
 				// A failed flush leaves the rows committed (readers already see them), so
 				// the commit hooks still run and keep their followers in step with the
@@ -216,9 +222,9 @@ func (g *groupCommitter) answer() {
 	}
 }
 
-func anyCommitted(batches [][]groupJob) bool {
+func anyCommitted(batches []committedBatch) bool {
 	for _, b := range batches {
-		for _, j := range b {
+		for _, j := range b.jobs {
 			if j.err == nil {
 				return true
 			}

@@ -21,8 +21,9 @@ import (
 type walSync struct {
 	path string // the database's -wal file
 
-	mu sync.Mutex // one flush at a time; a caller that waited may find itself covered
-	f  *os.File
+	mu   sync.Mutex // one flush at a time; a caller that waited may find itself covered
+	f    *os.File
+	held os.FileInfo // f's identity, to notice a WAL recreated under the same name
 	// done counts finished flushes; started is the value done will take when the flush
 	// under way (or the next one) ends.
 	done, started uint64
@@ -73,9 +74,7 @@ func (w *walSync) sync() error {
 // longer names it (SQLite deletes the WAL when the last connection closes).
 func (w *walSync) flush() error {
 	if w.f != nil {
-		cur, err1 := os.Stat(w.path)
-		held, err2 := w.f.Stat()
-		if err1 != nil || err2 != nil || !os.SameFile(cur, held) {
+		if cur, err := os.Stat(w.path); err != nil || !os.SameFile(cur, w.held) {
 			w.f.Close()
 			w.f = nil
 		}
@@ -85,7 +84,12 @@ func (w *walSync) flush() error {
 		if err != nil {
 			return fmt.Errorf("open WAL to sync it: %w", err)
 		}
-		w.f = f
+		held, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("open WAL to sync it: %w", err)
+		}
+		w.f, w.held = f, held
 		// The WAL may be new: its directory entry must reach the disk too.
 		if err := syncDir(filepath.Dir(w.path)); err != nil {
 			return err

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -154,5 +155,35 @@ func TestSampleAnsweredOnlyAfterTheFlush(t *testing.T) {
 	}
 	if hooked.Load() != 1 {
 		t.Fatalf("commit hook ran %d times, want 1", hooked.Load())
+	}
+}
+
+// TestWALSyncFollowsARecreatedWAL: when the WAL under the database's name is a new file (SQLite
+// deletes it when the last connection closes and makes a new one on the next), the flush
+// syncs the new file, not the one it opened before.
+func TestWALSyncFollowsARecreatedWAL(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "x.db")
+	w := newWALSync(db)
+	defer w.close()
+	if err := os.WriteFile(db+"-wal", []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.sync(); err != nil {
+		t.Fatal(err)
+	}
+	first := w.f
+	if err := os.Remove(db + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db+"-wal", []byte("second"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.sync(); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := os.Stat(db + "-wal")
+	held, _ := w.f.Stat()
+	if w.f == first || !os.SameFile(cur, held) {
+		t.Fatal("the flush still syncs the deleted WAL file")
 	}
 }
