@@ -17,16 +17,7 @@ import (
 // are never restored or resent: the hub's store sends again what still matters) and keeps
 // the in-flight messages of other topics, which it still persists.
 func TestOldInflightSecretsDeletedAtStart(t *testing.T) {
-	dir := t.TempDir()
-	h := apptest.StartIn(t, dir, nil)
-	path := h.Config.Store.Path
-	h.Stop(t)
-
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	dir, db := stoppedHubDB(t)
 	const secret = "old-binding-secret-at-rest"
 	rows := map[string]string{ // key → topic
 		"IFM_dev_old:7": "devices/dev_old/commands",
@@ -72,15 +63,7 @@ func TestOldInflightSecretsDeletedAtStart(t *testing.T) {
 // is restored and whatever is stored is deleted at start, even a row this version cannot
 // decode (written by another version): it is deleted, not a reason to refuse to start.
 func TestUnreadableRetainedRowDeletedAtStart(t *testing.T) {
-	dir := t.TempDir()
-	h := apptest.StartIn(t, dir, nil)
-	path := h.Config.Store.Path
-	h.Stop(t)
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	dir, db := stoppedHubDB(t)
 	if _, err := db.Exec(`INSERT INTO broker_state(key, kind, value) VALUES(?, ?, X'00FF')`, storage.RetainedKey+"_status/lamp", storage.RetainedKey); err != nil {
 		t.Fatal(err)
 	}
@@ -92,4 +75,19 @@ func TestUnreadableRetainedRowDeletedAtStart(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("%d retained rows still stored after start", n)
 	}
+}
+
+// stoppedHubDB makes a hub database in a fresh folder (a hub started once and stopped) and
+// opens it directly, to write what an older version might have left before the next start.
+func stoppedHubDB(t *testing.T) (dir string, db *sql.DB) {
+	t.Helper()
+	dir = t.TempDir()
+	h := apptest.StartIn(t, dir, nil)
+	h.Stop(t)
+	db, err := sql.Open("sqlite3", "file:"+h.Config.Store.Path+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return dir, db
 }
