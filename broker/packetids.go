@@ -87,7 +87,10 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 	if !ok || (out.FixedHeader.Type != packets.Publish && out.FixedHeader.Type != packets.Pubrel) {
 		return pk, nil
 	}
-	h.put(cl, func(v *heldIDs) { v.parked = &out })
+	// A copy is parked, not out itself: taking out's address would move it (a whole packet)
+	// to the heap on every QoS 1 publish, also the many that park nothing.
+	parked := out
+	h.put(cl, func(v *heldIDs) { v.parked = &parked })
 	cl.State.Inflight.Delete(pk.PacketID)
 	return pk, nil
 }

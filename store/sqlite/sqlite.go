@@ -10,6 +10,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3"
 	"github.com/pressly/goose/v3"
 )
 
@@ -99,10 +100,17 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	params.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + params.Encode()
 
-	writer, err := sql.Open("sqlite3", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
+	// Checkpoints run inside a commit, on the one writer connection. SQLite's default starts
+	// one every 1,000 WAL pages; with the sync log's indexes that is every few dozen commits,
+	// and the same hot index pages are copied to the database again each time. 10,000 pages
+	// (a WAL of about 40 MiB) copies each of them a tenth as often: about 20 % more rows per
+	// second and 10 % less CPU per row in BenchmarkAppendSync. It is a setting of the
+	// connection, not of the file, so it is applied to every writer connection as it opens
+	// (database/sql replaces one that broke), not once.
+	writer := sql.OpenDB(connector{dsn: dsn, driver: &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec("PRAGMA wal_autocheckpoint = 10000", nil)
+		return err
+	}}})
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 	writer.SetConnMaxLifetime(0)
@@ -123,15 +131,6 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	reader.SetMaxOpenConns(opts.Readers)
 	reader.SetMaxIdleConns(opts.Readers)
 
-	// Checkpoints run inside a commit, on the one writer connection. SQLite's default starts
-	// one every 1,000 WAL pages; with the sync log's indexes that is every few dozen commits,
-	// and the same hot index pages are copied to the database again each time. 10,000 pages
-	// (a WAL of about 40 MiB) copies each of them a tenth as often: about 20 % more rows per
-	// second and 10 % less CPU per row in BenchmarkAppendSync.
-	if _, err := writer.ExecContext(ctx, "PRAGMA wal_autocheckpoint = 10000"); err != nil {
-		writer.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
 	db := &DB{path: path, writer: writer, reader: reader, log: log}
 	if sync == "FULL" {
 		db.wal = newWALSync(path)
@@ -253,6 +252,17 @@ func (db *DB) commitTx(ctx context.Context, op string, fn func(*sql.Tx) error) e
 	}
 	return nil
 }
+
+// connector opens connections of one driver with one DSN: sql.OpenDB with it gives the
+// writer pool its own driver (with its connect hook) without registering a driver name,
+// which is process-wide state.
+type connector struct {
+	dsn    string
+	driver *sqlite3.SQLiteDriver
+}
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return c.driver.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return c.driver }
 
 type gooseLogger struct{ log *slog.Logger }
 
