@@ -203,3 +203,32 @@ func TestMQTT5ResponseTopic(t *testing.T) {
 		return true
 	})
 }
+
+// TestUnbindDropSendsDisconnectOnlyToV5: when the owner unbinds a band, the hub ends its
+// connection. An MQTT 5 band is told why (DISCONNECT 0x87, not authorized); MQTT 3.1.1 has no
+// DISCONNECT from the server [MQTT-3.14], so a 3.1.1 band's connection is just closed (mochi
+// sent the v5 packet to both).
+func TestUnbindDropSendsDisconnectOnlyToV5(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version byte
+		want    int // the DISCONNECT reason code, -1: none
+	}{{"3.1.1", 4, -1}, {"v5", 5, 0x87}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			band, secret, bound := w.bindBand(t)
+			bound.Close()
+			noClientsConnected(t, w.h)
+			c, code, _ := rawDial(t, w.h.MQTTAddr(), connSpec{version: tc.version, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true})
+			if code != 0 {
+				t.Fatalf("CONNACK %#x", code)
+			}
+			if err := w.anna.Unbind(testCtx(t), band.DeviceID, w.annaPassword); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.closed(t); got != tc.want {
+				t.Fatalf("DISCONNECT reason %d before the close, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -238,7 +238,7 @@ func (b *Broker) Close() error {
 	for _, l := range b.served {
 		l.Close(func(id string) {
 			for _, cl := range b.srv.Clients.GetByListener(id) {
-				_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+				disconnect(b.srv, cl, packets.ErrServerShuttingDown)
 			}
 		})
 	}
@@ -263,4 +263,16 @@ func (s brokerStats) MessagesIn() float64 {
 }
 func (s brokerStats) MessagesOut() float64 {
 	return float64(atomic.LoadInt64(&s.srv.Info.MessagesSent))
+}
+
+// disconnect ends a client's connection from the server's side. An MQTT 5 client is told why
+// in a DISCONNECT; MQTT 3.1.1 has no DISCONNECT from the server (only clients send one,
+// [MQTT-3.14]), and mochi's DisconnectClient sends it whatever the version, so a 3.1.1
+// connection is just closed.
+func disconnect(srv *mqtt.Server, cl *mqtt.Client, code packets.Code) {
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = srv.DisconnectClient(cl, code)
+		return
+	}
+	cl.Stop(code)
 }

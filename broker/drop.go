@@ -47,7 +47,7 @@ func (b *Broker) Drop(deviceID string) {
 		b.auth.awaitRequest(cl)
 		if !cl.Closed() {
 			b.drops.flush(cl, b.dropFlush)
-			_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+			disconnect(b.srv, cl, packets.ErrNotAuthorized)
 		}
 		// mochi's own clean-up of the ended connection goes by client ID (it unsubscribes
 		// and removes whatever is registered under it): a login let in before that is over
