@@ -96,6 +96,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = defaultConnectTimeout
 	}
+	if opts.MaxUnackedPublishes <= 0 {
+		opts.MaxUnackedPublishes = defaultMaxUnacked
+	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
 	// A device keeps its session for at most 30 days offline; mochi's default is forever.

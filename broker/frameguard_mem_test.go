@@ -66,7 +66,7 @@ func TestGuardHugeConnectsBoundMemory(t *testing.T) {
 			rejected.Add(1)
 		}
 	})
-	l := &listener{id: "t", proto: "tcp", ln: ln, guard: func(c net.Conn) net.Conn {
+	l := &listener{id: "t", proto: "tcp", ln: ln, connectTimeout: defaultConnectTimeout, guard: func(c net.Conn) net.Conn {
 		cc := &countingConn{Conn: c}
 		mu.Lock()
 		counted = append(counted, cc)

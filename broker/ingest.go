@@ -108,9 +108,6 @@ func (h *authHook) ackerOf(cl *mqtt.Client) *acker {
 		return v.(*acker)
 	}
 	n := h.maxUnacked
-	if n <= 0 {
-		n = defaultMaxUnacked
-	}
 	a := &acker{cl: cl, log: h.log, slots: make(chan struct{}, n), queue: make(chan pendingAck, n)}
 	h.ackers.Store(cl, a)
 	go a.run()

@@ -104,13 +104,6 @@ func (t *connTracker) closeAll(wait time.Duration) bool {
 // the connection itself; mochi replaces it with the keep-alive one once it read the CONNECT.
 const defaultConnectTimeout = 10 * time.Second
 
-func connectTimeout(d time.Duration) time.Duration {
-	if d <= 0 {
-		return defaultConnectTimeout
-	}
-	return d
-}
-
 var _ listeners.Listener = (*listener)(nil)
 
 func (l *listener) ID() string                  { return l.id }
@@ -135,7 +128,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			conn.Close()
 			continue
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(connectTimeout(l.connectTimeout)))
+		_ = conn.SetReadDeadline(time.Now().Add(l.connectTimeout))
 		go func() {
 			defer l.conns.leave(conn)
 			gc := l.guard(conn)
@@ -211,7 +204,7 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer l.conns.leave(c.NetConn())
-	_ = c.NetConn().SetReadDeadline(time.Now().Add(connectTimeout(l.connectTimeout)))
+	_ = c.NetConn().SetReadDeadline(time.Now().Add(l.connectTimeout))
 	gc := l.guard(&wsConn{Conn: c.NetConn(), c: c})
 	defer finished(gc)
 	if err := l.establish(l.id, gc); err != nil && !errors.Is(err, io.EOF) {
