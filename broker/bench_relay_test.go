@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/devicehub/devicehub/config"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/devices/client"
+	"github.com/devicehub/devicehub/internal/hoststat"
 )
 
 // BenchmarkRelayVsBareMochi runs the same QoS 1 load (benchPublishers publishers, each
@@ -89,6 +89,10 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 		b.ReportMetric(hubRes.flushP50, "disk_flush_p50_ms")
 		b.ReportMetric(hubRes.flushP99, "disk_flush_p99_ms")
 	}
+	if bare.steal >= 0 && hubRes.steal >= 0 {
+		b.ReportMetric(bare.steal, "bare_steal_%")
+		b.ReportMetric(hubRes.steal, "hub_steal_%")
+	}
 	b.ReportMetric(float64(bare.lost), "bare_lost")
 	b.ReportMetric(float64(hubRes.lost), "hub_lost")
 }
@@ -107,19 +111,17 @@ type loadResult struct {
 	ackP50, ackP99        float64 // publish → PUBACK, ms
 	cores                 float64 // CPU used by the whole process (broker and load clients), in cores
 	flushP50, flushP99    float64 // the disk's own flush just before the run (hub only), ms
-}
-
-// processCPU is the CPU time this process has used, user and system.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	// steal is the share of the machine's CPU time the hypervisor gave to other guests
+	// during the run, in percent (-1 where the system cannot say): on a shared virtual
+	// machine it is what makes one run's latency twice another's.
+	steal float64
 }
 
 func (r loadResult) String() string {
 	s := fmt.Sprintf("%d acked (%.0f acked/s, PUBACK p50 %.2f ms, p99 %.2f ms), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms, %.2f cores", r.acked, r.ackRate, r.ackP50, r.ackP99, r.received, r.lost, r.rate, r.p50, r.p99, r.cores)
+	if r.steal >= 0 {
+		s += fmt.Sprintf(", %.0f %% of the host's CPU stolen", r.steal)
+	}
 	if r.flushP99 > 0 {
 		s += fmt.Sprintf("; the disk's flush before it: p50 %.2f ms, p99 %.2f ms", r.flushP50, r.flushP99)
 	}
@@ -162,7 +164,8 @@ func drive(b *testing.B, pubs []benchClient, topic func(i int) string, perPublis
 	var ackMu sync.Mutex
 	ackLat := make([]float64, 0, len(pubs)*perPublisher)
 	start := time.Now()
-	cpu0 := processCPU()
+	cpu0 := hoststat.ProcessCPU()
+	host0, hostErr := hoststat.ReadCPUTimes()
 	var wg sync.WaitGroup
 	for i, p := range pubs {
 		wg.Add(1)
@@ -211,11 +214,15 @@ func drive(b *testing.B, pubs []benchClient, topic func(i int) string, perPublis
 	}
 	elapsed := time.Duration(c.last.Load() - start.UnixNano())
 	// Over the busy part of the run: until the last ack or arrival, not the wait for losses.
-	cores := (processCPU() - cpu0).Seconds() / max(ackElapsed, elapsed).Seconds()
+	cores := (hoststat.ProcessCPU() - cpu0).Seconds() / max(ackElapsed, elapsed).Seconds()
+	steal := -1.0
+	if host1, err := hoststat.ReadCPUTimes(); err == nil && hostErr == nil {
+		steal = hoststat.StealPercent(host0, host1)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sort.Float64s(c.lat)
-	r := loadResult{acked: want, received: len(c.seen), lost: want - len(c.seen), ackRate: float64(want) / ackElapsed.Seconds(), cores: cores}
+	r := loadResult{acked: want, received: len(c.seen), lost: want - len(c.seen), ackRate: float64(want) / ackElapsed.Seconds(), cores: cores, steal: steal}
 	if len(ackLat) > 0 {
 		sort.Float64s(ackLat)
 		r.ackP50, r.ackP99 = ackLat[len(ackLat)/2], ackLat[len(ackLat)*99/100]
