@@ -255,3 +255,37 @@ func TestShutdownSendsDisconnectOnlyToV5(t *testing.T) {
 		t.Fatalf("v5 client got DISCONNECT reason %d, want 0x8b", got)
 	}
 }
+
+// TestSessionTakeoverSendsDisconnectOnlyToV5: a device that connects again while its old
+// connection is still open takes its session over. The old connection of an MQTT 5 client is
+// told why (DISCONNECT 0x8E, session taken over); a 3.1.1 client's is just closed, as 3.1.1
+// has no DISCONNECT from the server [MQTT-3.14]. Either way the new connection works.
+func TestSessionTakeoverSendsDisconnectOnlyToV5(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version byte
+		want    int // the DISCONNECT reason code, -1: none
+	}{{"3.1.1", 4, -1}, {"v5", 5, 0x8E}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			band, secret, bound := w.bindBand(t)
+			bound.Close()
+			noClientsConnected(t, w.h)
+			spec := connSpec{version: tc.version, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true}
+			old, code, _ := rawDial(t, w.h.MQTTAddr(), spec)
+			if code != 0 {
+				t.Fatalf("first CONNACK %#x", code)
+			}
+			next, code, _ := rawDial(t, w.h.MQTTAddr(), spec)
+			if code != 0 {
+				t.Fatalf("second CONNACK %#x", code)
+			}
+			if got := old.closed(t); got != tc.want {
+				t.Fatalf("old connection got DISCONNECT reason %d before the close, want %d", got, tc.want)
+			}
+			if code := next.subscribe(t, devices.CommandTopic(band.DeviceID)); code != 1 {
+				t.Fatalf("the new connection's SUBACK %#x, want QoS 1 granted", code)
+			}
+		})
+	}
+}

@@ -68,7 +68,7 @@ func (h *authHook) ID() string { return "devicehub-auth" }
 
 func (h *authHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired,
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired,
 		mqtt.OnSubscribed: // commands.go
 		return true
 	}
@@ -346,6 +346,18 @@ func (h *authHook) handleRequest(cl *mqtt.Client, c *conn, pk packets.Packet) {
 func ownResponseTopic(id devices.Identity, rt string) bool {
 	return rt != "" && strings.HasPrefix(rt, devices.DevicesPrefix+"/"+id.DeviceID+"/") &&
 		devices.ValidTopicName(rt) == nil && devices.AuthorizeSubscribe(id, rt) == nil
+}
+
+// OnSessionEstablish closes the connection that a device reconnecting over MQTT 3.1.1 leaves
+// behind, just before mochi takes its session over. mochi would first send that connection
+// DISCONNECT 0x8E, which MQTT 3.1.1 lets only clients send [MQTT-3.14]; 3.1.1 asks the
+// server to close it [MQTT-3.1.4-2], and a client that gets a packet it cannot parse may
+// report a protocol error instead of a lost connection. The session itself is taken over as
+// before (mochi finds the old client, now closed); MQTT 5 connections still get 0x8E.
+func (h *authHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if old, ok := h.srv.Clients.Get(cl.ID); ok && old != cl && old.Properties.ProtocolVersion < 5 {
+		old.Stop(packets.ErrSessionTakenOver)
+	}
 }
 
 func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
