@@ -3,10 +3,12 @@ package app_test
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/hub"
 )
 
 // TestQoS2Refused: the hub offers QoS 0 and 1. v5 CONNACKs say Maximum QoS 1; a QoS 2
@@ -285,6 +287,48 @@ func TestSessionTakeoverSendsDisconnectOnlyToV5(t *testing.T) {
 			}
 			if code := next.subscribe(t, devices.CommandTopic(band.DeviceID)); code != 1 {
 				t.Fatalf("the new connection's SUBACK %#x, want QoS 1 granted", code)
+			}
+		})
+	}
+}
+
+// TestRefusedPublishSendsDisconnectOnlyToV5: a QoS 1 publish to another device's topic is
+// refused. MQTT 5 can say so in the PUBACK (0x87) and keeps the connection; MQTT 3.1.1 has no
+// way to refuse one publish, so its connection is closed [MQTT-3.3.5-2], without the
+// DISCONNECT that 3.1.1 does not allow a server to send [MQTT-3.14]. Nothing is stored.
+func TestRefusedPublishSendsDisconnectOnlyToV5(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version byte
+	}{{"3.1.1", 4}, {"v5", 5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			band, secret, bound := w.bindBand(t)
+			bound.Close()
+			other, _, otherConn := w.bindBand(t)
+			otherConn.Close()
+			noClientsConnected(t, w.h)
+			c := rawDevice(t, w.h.MQTTAddr(), tc.version, band.DeviceID, secret, true)
+			pid := c.publish(t, 0x32, devices.TelemetryTopic(other.DeviceID, devices.StreamSteps), nil, stepsSample(1))
+			if tc.version == 5 {
+				if code := c.puback(t, pid); code != 0x87 {
+					t.Fatalf("PUBACK %#x, want 0x87 (not authorized)", code)
+				}
+				if code := c.subscribe(t, devices.CommandTopic(band.DeviceID)); code != 1 {
+					t.Fatalf("after the refusal the connection's SUBACK %#x, want QoS 1 granted", code)
+				}
+			} else if got := c.closed(t); got != -1 {
+				t.Fatalf("3.1.1 client got DISCONNECT reason %d before the close, want none", got)
+			}
+			for _, id := range []string{band.DeviceID, other.DeviceID} {
+				var page hub.TelemetryPage
+				q := url.Values{"stream": {devices.StreamSteps}}
+				if err := w.anna.Do(testCtx(t), "GET", "/api/v1/devices/"+id+"/telemetry?"+q.Encode(), nil, &page); err != nil {
+					t.Fatalf("read telemetry of %s: %v", id, err)
+				}
+				if len(page.Samples) != 0 {
+					t.Fatalf("the refused sample was stored for %s: %+v", id, page.Samples)
+				}
 			}
 		})
 	}

@@ -68,7 +68,7 @@ func (h *authHook) ID() string { return "devicehub-auth" }
 
 func (h *authHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired,
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketRead, mqtt.OnPublish, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired,
 		mqtt.OnSubscribed: // commands.go
 		return true
 	}
@@ -258,6 +258,21 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	h.log.Info("mqtt access refused", "device", c.id.DeviceID, "action", action, "topic", truncate(topic, 200), "reason", reason)
 	h.audit(c.id, c, action, topic, err)
 	return false
+}
+
+// OnPacketRead refuses an MQTT 3.1.1 client's QoS 1 publish to a topic it may not publish to
+// before mochi handles it: mochi's own refusal would send the connection DISCONNECT, which
+// 3.1.1 lets only clients send [MQTT-3.14], where 3.1.1 asks the server to close the
+// connection [MQTT-3.3.5-2], which rejecting the packet does. A QoS 0 publish (dropped) and
+// MQTT 5 (PUBACK 0x87) are left to OnACLCheck, which mochi calls for them.
+func (h *authHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Properties.ProtocolVersion >= 5 || cl.Net.Inline {
+		return pk, nil
+	}
+	if !h.OnACLCheck(cl, pk.TopicName, true) {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
 }
 
 // OnPublish carries requests to the hub. A request is acknowledged and not fanned out
