@@ -127,8 +127,9 @@ func AuthorizePublish(id Identity, topic string) error {
 		}
 		return refuse(ReasonInvalidTopic, "%v", err)
 	}
-	levels := strings.Split(topic, "/")
-	if len(levels) < 2 || levels[0] != DevicesPrefix || levels[1] != id.DeviceID {
+	// The first two levels must be "devices" and the device's own ID.
+	rest, under := strings.CutPrefix(topic, DevicesPrefix+"/")
+	if own, _, _ := strings.Cut(rest, "/"); !under || own != id.DeviceID {
 		return refuse(ReasonNotOwnTopic, "devices publish only under %s/%s/", DevicesPrefix, id.DeviceID)
 	}
 	_, kind, stream, ok := ParseDeviceTopic(topic)

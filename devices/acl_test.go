@@ -269,3 +269,15 @@ func FuzzAuthorizePublish(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkAuthorizePublishTelemetry: the ACL runs on every publish (twice for a 3.1.1 QoS 1
+// one: broker/auth.go's OnPacketRead and mochi's OnACLCheck), so it should not allocate.
+func BenchmarkAuthorizePublishTelemetry(b *testing.B) {
+	id := Identity{DeviceID: "dev_ytyixorydcmmxk37wwoqq7hgoe", AccountID: "acc_lvqgk3eya6qhhnzz7rv4ri5t6y", Type: Band}
+	topic := TelemetryTopic(id.DeviceID, StreamSteps)
+	for b.Loop() {
+		if err := AuthorizePublish(id, topic); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

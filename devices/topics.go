@@ -129,6 +129,42 @@ func checkText(what, s string) error {
 	if len(s) > MaxTopicLength {
 		return fmt.Errorf("%s: %d bytes, at most %d: %w", what, len(s), MaxTopicLength, ErrTooLong)
 	}
+	// Every publish passes here (the ACL): a plain ASCII topic, nearly every one, is checked
+	// byte by byte; only one with other bytes is decoded as UTF-8.
+	levels := 1
+	if !isASCII(s) {
+		if err := checkRunes(what, s); err != nil {
+			return err
+		}
+		levels += strings.Count(s, "/")
+	} else {
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case c < 0x20 || c == 0x7f:
+				return fmt.Errorf("%s: %w at %q", what, ErrControlChar, rune(c))
+			case c == '/':
+				levels++
+			}
+		}
+	}
+	if levels > MaxTopicLevels {
+		return fmt.Errorf("%s: %d levels, at most %d: %w", what, levels, MaxTopicLevels, ErrTooManyLevels)
+	}
+	return nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRunes refuses invalid UTF-8 and control characters (C0, DEL, C1, and U+FFFD, which
+// invalid bytes would decode to).
+func checkRunes(what, s string) error {
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%s: %w", what, ErrInvalidUTF8)
 	}
@@ -136,9 +172,6 @@ func checkText(what, s string) error {
 		if r == 0 || unicode.IsControl(r) || r == utf8.RuneError {
 			return fmt.Errorf("%s: %w at %q", what, ErrControlChar, r)
 		}
-	}
-	if n := strings.Count(s, "/") + 1; n > MaxTopicLevels {
-		return fmt.Errorf("%s: %d levels, at most %d: %w", what, n, MaxTopicLevels, ErrTooManyLevels)
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestTopicBuilders(t *testing.T) {
@@ -182,6 +184,41 @@ func FuzzParseDeviceTopicMatchesLevels(f *testing.F) {
 		}
 		if id != wid || kind != wkind || rest != wrest || ok != wok {
 			t.Fatalf("ParseDeviceTopic(%q) = %q %q %q %v, levels say %q %q %q %v", topic, id, kind, rest, ok, wid, wkind, wrest, wok)
+		}
+	})
+}
+
+// FuzzCheckTextMatchesRuneRules: checkText's byte-by-byte path for ASCII topics accepts and
+// refuses exactly what decoding every rune does (the rules it replaced on the hot path), with
+// the same error and the same level count.
+func FuzzCheckTextMatchesRuneRules(f *testing.F) {
+	for _, s := range []string{"devices/d1/telemetry/steps", "a\x7fb", "a\x00", "tab\there", "é/ü", "a/\u0085", "\uFFFD", "\xff/x", "a\x01é", strings.Repeat("a/", MaxTopicLevels)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := func() error {
+			if s == "" {
+				return ErrEmpty
+			}
+			if len(s) > MaxTopicLength {
+				return ErrTooLong
+			}
+			if !utf8.ValidString(s) {
+				return ErrInvalidUTF8
+			}
+			for _, r := range s {
+				if r == 0 || unicode.IsControl(r) || r == utf8.RuneError {
+					return ErrControlChar
+				}
+			}
+			if strings.Count(s, "/")+1 > MaxTopicLevels {
+				return ErrTooManyLevels
+			}
+			return nil
+		}()
+		got := checkText("topic", s)
+		if (got == nil) != (want == nil) || (want != nil && !errors.Is(got, want)) {
+			t.Fatalf("checkText(%q) = %v, want %v", s, got, want)
 		}
 	})
 }
