@@ -90,8 +90,19 @@ func (s *SyncLog) PairingNotices(ctx context.Context, deviceID string) ([]hub.Pa
 	return out, nil
 }
 
-// DeletePairingNotice removes one acknowledged notice.
+// DeletePairingNotice removes one acknowledged notice. Every command_ack comes here, and most
+// acknowledge commands that are not pairing notices: those are answered from a read, without
+// taking the one writer connection (which telemetry's group commit keeps busy) or a flush.
+// A notice is committed before it is sent, so the read sees any notice a device can ack.
 func (s *SyncLog) DeletePairingNotice(ctx context.Context, deviceID, id string) (bool, error) {
+	var exists bool
+	if err := s.db.reader.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM pairing_notices WHERE device_id = ? AND id = ?)`,
+		deviceID, id).Scan(&exists); err != nil {
+		return false, fmt.Errorf("find pairing notice: %w", err)
+	}
+	if !exists {
+		return false, nil
+	}
 	var found bool
 	err := s.db.tx(ctx, "pairings.notice_delete", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM pairing_notices WHERE device_id = ? AND id = ?`, deviceID, id)
