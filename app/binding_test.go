@@ -114,6 +114,16 @@ func nextCommand(t *testing.T, c *client.Client, typ string) devices.Command {
 
 // bindBand binds a fresh band to Anna through her phone over MQTT and returns the band
 // connected with its binding secret.
+// offlineBand binds a band to Anna and disconnects it; it returns once no client is
+// connected, for a test to connect the band itself (raw, or with chosen options).
+func (w *world) offlineBand(t *testing.T) (apiclient.Credentials, string) {
+	t.Helper()
+	band, secret, bound := w.bindBand(t)
+	bound.Close()
+	noClientsConnected(t, w.h)
+	return band, secret
+}
+
 func (w *world) bindBand(t *testing.T) (apiclient.Credentials, string, *client.Client) {
 	t.Helper()
 	ctx := testCtx(t)
@@ -570,9 +580,7 @@ func TestConnectRules(t *testing.T) {
 func TestDevicesLeaveNoRetainedState(t *testing.T) {
 	w := newWorld(t)
 	ctx := testCtx(t)
-	band, secret, bound := w.bindBand(t)
-	bound.Close()
-	noClientsConnected(t, w.h)
+	band, secret := w.offlineBand(t)
 	addr := w.h.MQTTAddr()
 	willTopic := devices.TelemetryTopic(band.DeviceID, "steps")
 	sample := `{"seq":1,"ts":"2026-01-01T00:00:00Z","count":5}`
@@ -631,7 +639,7 @@ func TestDevicesLeaveNoRetainedState(t *testing.T) {
 	}
 
 	// 3.1.1 retained publishes: accepted without the flag.
-	bound = w.connect(t, band.DeviceID, secret)
+	bound := w.connect(t, band.DeviceID, secret)
 	if err := bound.Publish(ctx, devices.RequestTopic(band.DeviceID), 1, true, []byte(`{"id":"ret","op":"bind_code"}`)); err != nil {
 		t.Fatal(err)
 	}

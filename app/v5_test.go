@@ -79,9 +79,7 @@ func TestQoS2Refused(t *testing.T) {
 // invalid) [MQTT-3.3.2-9], a defined answer instead of a refusal that looks like an ACL one.
 func TestTopicAliasesOff(t *testing.T) {
 	w := newWorld(t)
-	band, secret, bound := w.bindBand(t)
-	bound.Close()
-	noClientsConnected(t, w.h)
+	band, secret := w.offlineBand(t)
 	c, code, props := rawDial(t, w.h.MQTTAddr(), connSpec{version: 5, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true})
 	if code != 0 {
 		t.Fatalf("CONNACK %#x", code)
@@ -218,13 +216,8 @@ func TestUnbindDropSendsDisconnectOnlyToV5(t *testing.T) {
 	}{{"3.1.1", 4, -1}, {"v5", 5, 0x87}} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
-			band, secret, bound := w.bindBand(t)
-			bound.Close()
-			noClientsConnected(t, w.h)
-			c, code, _ := rawDial(t, w.h.MQTTAddr(), connSpec{version: tc.version, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true})
-			if code != 0 {
-				t.Fatalf("CONNACK %#x", code)
-			}
+			band, secret := w.offlineBand(t)
+			c := rawDevice(t, w.h.MQTTAddr(), tc.version, band.DeviceID, secret, true)
 			if err := w.anna.Unbind(testCtx(t), band.DeviceID, w.annaPassword); err != nil {
 				t.Fatal(err)
 			}
@@ -270,18 +263,9 @@ func TestSessionTakeoverSendsDisconnectOnlyToV5(t *testing.T) {
 	}{{"3.1.1", 4, -1}, {"v5", 5, 0x8E}} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
-			band, secret, bound := w.bindBand(t)
-			bound.Close()
-			noClientsConnected(t, w.h)
-			spec := connSpec{version: tc.version, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true}
-			old, code, _ := rawDial(t, w.h.MQTTAddr(), spec)
-			if code != 0 {
-				t.Fatalf("first CONNACK %#x", code)
-			}
-			next, code, _ := rawDial(t, w.h.MQTTAddr(), spec)
-			if code != 0 {
-				t.Fatalf("second CONNACK %#x", code)
-			}
+			band, secret := w.offlineBand(t)
+			old := rawDevice(t, w.h.MQTTAddr(), tc.version, band.DeviceID, secret, true)
+			next := rawDevice(t, w.h.MQTTAddr(), tc.version, band.DeviceID, secret, true)
 			if got := old.closed(t); got != tc.want {
 				t.Fatalf("old connection got DISCONNECT reason %d before the close, want %d", got, tc.want)
 			}
@@ -303,11 +287,8 @@ func TestRefusedPublishSendsDisconnectOnlyToV5(t *testing.T) {
 	}{{"3.1.1", 4}, {"v5", 5}} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
-			band, secret, bound := w.bindBand(t)
-			bound.Close()
-			other, _, otherConn := w.bindBand(t)
-			otherConn.Close()
-			noClientsConnected(t, w.h)
+			band, secret := w.offlineBand(t)
+			other, _ := w.offlineBand(t)
 			c := rawDevice(t, w.h.MQTTAddr(), tc.version, band.DeviceID, secret, true)
 			pid := c.publish(t, 0x32, devices.TelemetryTopic(other.DeviceID, devices.StreamSteps), nil, stepsSample(1))
 			if tc.version == 5 {
