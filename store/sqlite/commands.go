@@ -106,6 +106,17 @@ func (db *DB) MarkCommandDelivered(ctx context.Context, id string, at time.Time)
 // FinishCommand records an acknowledgement. A late acknowledgement of an expired command is
 // still recorded: the device did carry it out, which is what the owner wants to know.
 func (db *DB) FinishCommand(ctx context.Context, deviceID, id, state, detail string, at time.Time) (bool, error) {
+	// Devices also ack what the hub never stored as a command (settings and profile events,
+	// pairing notices): those are answered from a read, without the writer and a flush. A
+	// command is committed before it is sent, so the read sees any command a device can ack.
+	var open bool
+	if err := db.reader.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM commands
+		WHERE id = ? AND device_id = ? AND state IN ('queued', 'delivered', 'expired'))`, id, deviceID).Scan(&open); err != nil {
+		return false, fmt.Errorf("find command: %w", err)
+	}
+	if !open {
+		return false, nil
+	}
 	var changed bool
 	err := db.tx(ctx, "commands.finish", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE commands SET state = ?, detail = ?, acked_at = ?,

@@ -26,3 +26,19 @@ func TestAckOfOtherCommandsTakesNoWrite(t *testing.T) {
 		t.Fatal("reported a pairing notice deleted where there was none")
 	}
 }
+
+// TestAckOfUnstoredCommandTakesNoWrite: an ack of something the hub never stored as a command
+// (a settings event, a pairing notice) changes nothing and is answered from a read, while
+// another connection holds the write lock.
+func TestAckOfUnstoredCommandTakesNoWrite(t *testing.T) {
+	db := openTemp(t, 200*time.Millisecond)
+	release := holdWriteLock(t, db)
+	defer release()
+	changed, err := db.FinishCommand(context.Background(), "dev_a", "settings", "acknowledged", "", time.Now())
+	if err != nil {
+		t.Fatalf("ack of an unstored command, with the write lock held elsewhere: %v", err)
+	}
+	if changed {
+		t.Fatal("reported a command finished where there was none")
+	}
+}
