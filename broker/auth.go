@@ -370,7 +370,7 @@ func ownResponseTopic(id devices.Identity, rt string) bool {
 // report a protocol error instead of a lost connection. The session itself is taken over as
 // before (mochi finds the old client, now closed); MQTT 5 connections still get 0x8E.
 func (h *authHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
-	if old, ok := h.srv.Clients.Get(cl.ID); ok && old != cl && old.Properties.ProtocolVersion < 5 {
+	if old, ok := h.srv.Clients.Get(cl.ID); ok && old != cl && !old.Net.Inline && old.Properties.ProtocolVersion < 5 {
 		old.Stop(packets.ErrSessionTakenOver)
 	}
 }
