@@ -114,16 +114,6 @@ func nextCommand(t *testing.T, c *client.Client, typ string) devices.Command {
 
 // bindBand binds a fresh band to Anna through her phone over MQTT and returns the band
 // connected with its binding secret.
-// offlineBand binds a band to Anna and disconnects it; it returns once no client is
-// connected, for a test to connect the band itself (raw, or with chosen options).
-func (w *world) offlineBand(t *testing.T) (apiclient.Credentials, string) {
-	t.Helper()
-	band, secret, bound := w.bindBand(t)
-	bound.Close()
-	noClientsConnected(t, w.h)
-	return band, secret
-}
-
 func (w *world) bindBand(t *testing.T) (apiclient.Credentials, string, *client.Client) {
 	t.Helper()
 	ctx := testCtx(t)
@@ -148,6 +138,16 @@ func (w *world) bindBand(t *testing.T) (apiclient.Credentials, string, *client.C
 	factory.Close()
 	phone.Close() // one connection per device: tests connect it again as they need
 	return band, args.Secret, w.connect(t, band.DeviceID, args.Secret)
+}
+
+// offlineBand binds a band to Anna and disconnects it; it returns once no client is
+// connected, for a test to connect the band itself (raw, or with chosen options).
+func (w *world) offlineBand(t *testing.T) (apiclient.Credentials, string) {
+	t.Helper()
+	band, secret, bound := w.bindBand(t)
+	bound.Close()
+	noClientsConnected(t, w.h)
+	return band, secret
 }
 
 func TestBindHappyPath(t *testing.T) {

@@ -233,15 +233,9 @@ func TestUnbindDropSendsDisconnectOnlyToV5(t *testing.T) {
 // just closed, as 3.1.1 has no DISCONNECT from the server [MQTT-3.14].
 func TestShutdownSendsDisconnectOnlyToV5(t *testing.T) {
 	w := newWorld(t)
-	band, secret, bound := w.bindBand(t)
-	bound.Close()
-	phone := w.annaPhone
-	noClientsConnected(t, w.h)
-	v4, code4, _ := rawDial(t, w.h.MQTTAddr(), connSpec{version: 4, id: band.DeviceID, user: band.DeviceID, pass: secret, clean: true})
-	v5, code5, _ := rawDial(t, w.h.MQTTAddr(), connSpec{version: 5, id: phone.DeviceID, user: phone.DeviceID, pass: phone.Secret, clean: true})
-	if code4 != 0 || code5 != 0 {
-		t.Fatalf("CONNACK %#x, %#x", code4, code5)
-	}
+	band, secret := w.offlineBand(t)
+	v4 := rawDevice(t, w.h.MQTTAddr(), 4, band.DeviceID, secret, true)
+	v5 := rawDevice(t, w.h.MQTTAddr(), 5, w.annaPhone.DeviceID, w.annaPhone.Secret, true)
 	w.h.Stop(t)
 	if got := v4.closed(t); got != -1 {
 		t.Fatalf("3.1.1 client got DISCONNECT reason %d before the close, want none", got)

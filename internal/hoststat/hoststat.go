@@ -27,7 +27,7 @@ func ProcessCPU() time.Duration {
 
 // CPUTimes is the machine's CPU time so far, all CPUs together, in clock ticks.
 type CPUTimes struct {
-	Total, Idle, Steal uint64
+	Total, Steal uint64
 }
 
 // ErrUnavailable is returned where the system has no /proc/stat (not Linux).
@@ -63,7 +63,7 @@ func parseCPUTimes(b []byte) (CPUTimes, error) {
 		for _, n := range v {
 			t.Total += n
 		}
-		t.Idle, t.Steal = v[3]+v[4], v[7]
+		t.Steal = v[7]
 		return t, nil
 	}
 	return CPUTimes{}, fmt.Errorf("%w: no cpu line in /proc/stat", ErrUnavailable)
