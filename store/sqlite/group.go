@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -32,6 +33,12 @@ type groupJob struct {
 // Answers are sent by a second goroutine (answer): it waits for the committed batches to
 // reach the disk (DB.syncWAL, one flush for every batch committed meanwhile) while the
 // committer already runs the next batch, so the flush no longer holds up the writer.
+//
+// While that flush is under way the committer holds what arrives instead of committing it
+// at once: none of it can be answered before the next flush anyway, and one transaction for
+// all of it writes each hot index page to the WAL once instead of once per small commit
+// (at 20,000 samples/s a third to a half fewer commits, BenchmarkRelayVsBareMochiPaced).
+// The batch is committed as soon as the flush ends, or earlier when it is full.
 type groupCommitter struct {
 	db       *DB
 	op       string
@@ -42,6 +49,10 @@ type groupCommitter struct {
 	// committed batches, in commit order, for answer
 	toAnswer chan committedBatch
 	answered chan struct{}
+	// flushing is set while answer waits for a flush; flushed (capacity 1) tells the
+	// committer that one ended.
+	flushing atomic.Bool
+	flushed  chan struct{}
 }
 
 // committedBatch is a batch whose transaction ended, waiting for its flush and answers.
@@ -60,6 +71,7 @@ func newGroupCommitter(db *DB, op string, maxBatch int) *groupCommitter {
 		quit:     make(chan struct{}),
 		toAnswer: make(chan committedBatch, 64),
 		answered: make(chan struct{}),
+		flushed:  make(chan struct{}, 1),
 	}
 	go g.loop()
 	go g.answer()
@@ -125,16 +137,41 @@ func (g *groupCommitter) loop() {
 			g.drain()
 			return
 		}
-	fill:
 		for len(batch) < g.maxBatch {
 			select {
 			case j := <-g.jobs:
 				batch = append(batch, j)
+				continue
 			default:
-				break fill
+			}
+			if !g.waitForFlush(&batch) {
+				break
 			}
 		}
 		g.run(batch)
+	}
+}
+
+// waitForFlush waits, while answer's flush is under way, for the next job (appended to
+// batch: true) or for the flush to end (false). With no flush under way it returns false
+// at once. A stopping store does not wait here: the flush ends on its own, and answer
+// reports the batch's fate.
+func (g *groupCommitter) waitForFlush(batch *[]groupJob) bool {
+	// A stale signal from an earlier flush must not end this wait; the flag is read after
+	// it is cleared, so a flush that ends in between is seen either way.
+	select {
+	case <-g.flushed:
+	default:
+	}
+	if !g.flushing.Load() {
+		return false
+	}
+	select {
+	case j := <-g.jobs:
+		*batch = append(*batch, j)
+		return true
+	case <-g.flushed:
+		return false
 	}
 }
 
@@ -200,7 +237,13 @@ func (g *groupCommitter) answer() {
 		}
 		var syncErr error
 		if anyCommitted(batches) {
+			g.flushing.Store(true)
 			syncErr = g.db.syncWAL()
+			g.flushing.Store(false)
+			select {
+			case g.flushed <- struct{}{}:
+			default:
+			}
 		}
 		for _, b := range batches {
 			g.db.observed(g.op, b.start)

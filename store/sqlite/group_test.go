@@ -174,3 +174,88 @@ func TestGroupCommitAnswersJobsQueuedAfterItStopped(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupCommitHoldsJobsDuringAFlush: jobs that arrive while the last commit's flush is
+// under way are not committed one by one meanwhile; they share one transaction as soon as
+// the flush ends (none of them could be answered before the next flush anyway), and each
+// is answered after a flush that covers it.
+func TestGroupCommitHoldsJobsDuringAFlush(t *testing.T) {
+	db := openTemp(t, time.Second)
+	if db.wal == nil {
+		t.Fatal("a store opened with the defaults flushes its WAL itself")
+	}
+	if _, err := db.writer.Exec(`CREATE TABLE held (n INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	var batches atomic.Int64
+	db.SetObserver(func(op string, _ time.Duration) {
+		if op == "held" {
+			batches.Add(1)
+		}
+	})
+	release := make(chan struct{})
+	var flushes atomic.Int64
+	real := db.wal.flushFn
+	db.wal.flushFn = func() error {
+		if flushes.Add(1) == 1 {
+			<-release
+		}
+		return real()
+	}
+	g := newGroupCommitter(db, "held", 64)
+	defer g.close()
+	var releaseOnce sync.Once
+	releaseFlush := func() { releaseOnce.Do(func() { close(release) }) }
+	defer releaseFlush() // before the close, which waits for the held flush
+	insert := func(n int) func(*sql.Tx) error {
+		return func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO held(n) VALUES(?)`, n)
+			return err
+		}
+	}
+	rows := func() int {
+		var n int
+		if err := db.reader.QueryRow(`SELECT COUNT(*) FROM held`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var waits []func(context.Context) error
+	w, err := g.submit(t.Context(), insert(1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waits = append(waits, w)
+	for hang := time.Now().Add(time.Minute); flushes.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(hang) {
+			t.Fatal("the first commit was never flushed")
+		}
+	}
+	for n := 2; n <= 5; n++ {
+		w, err := g.submit(t.Context(), insert(n), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+		// Time in which the committer would have committed the job on its own.
+		time.Sleep(20 * time.Millisecond)
+		if got := rows(); got != 1 {
+			t.Fatalf("job %d committed during the flush: %d rows visible, want 1", n, got)
+		}
+	}
+	releaseFlush()
+	for i, w := range waits {
+		if err := w(t.Context()); err != nil {
+			t.Fatalf("job %d: %v", i+1, err)
+		}
+	}
+	if got := rows(); got != 5 {
+		t.Fatalf("%d rows after the flush, want 5", got)
+	}
+	if got := batches.Load(); got != 2 {
+		t.Fatalf("%d transactions, want 2: the first job's and one for the four held during its flush", got)
+	}
+	if got := flushes.Load(); got != 2 {
+		t.Fatalf("%d flushes, want 2", got)
+	}
+}
