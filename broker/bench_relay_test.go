@@ -1,10 +1,12 @@
 package broker_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -89,6 +91,9 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 		b.ReportMetric(hubRes.flushP50, "disk_flush_p50_ms")
 		b.ReportMetric(hubRes.flushP99, "disk_flush_p99_ms")
 	}
+	if hubRes.rowsPerCommit > 0 {
+		b.ReportMetric(hubRes.rowsPerCommit, "hub_rows/commit")
+	}
 	if bare.steal >= 0 && hubRes.steal >= 0 {
 		b.ReportMetric(bare.steal, "bare_steal_%")
 		b.ReportMetric(hubRes.steal, "hub_steal_%")
@@ -111,6 +116,7 @@ type loadResult struct {
 	ackP50, ackP99        float64 // publish → PUBACK, ms
 	cores                 float64 // CPU used by the whole process (broker and load clients), in cores
 	flushP50, flushP99    float64 // the disk's own flush just before the run (hub only), ms
+	rowsPerCommit         float64 // acknowledged samples per sync log transaction (hub only)
 	// steal is the share of the machine's CPU time the hypervisor gave to other guests
 	// during the run, in percent (-1 where the system cannot say): on a shared virtual
 	// machine it is what makes one run's latency twice another's.
@@ -121,6 +127,9 @@ func (r loadResult) String() string {
 	s := fmt.Sprintf("%d acked (%.0f acked/s, PUBACK p50 %.2f ms, p99 %.2f ms), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms, %.2f cores", r.acked, r.ackRate, r.ackP50, r.ackP99, r.received, r.lost, r.rate, r.p50, r.p99, r.cores)
 	if r.steal >= 0 {
 		s += fmt.Sprintf(", %.0f %% of the host's CPU stolen", r.steal)
+	}
+	if r.rowsPerCommit > 0 {
+		s += fmt.Sprintf(", %.1f samples per commit", r.rowsPerCommit)
 	}
 	if r.flushP99 > 0 {
 		s += fmt.Sprintf("; the disk's flush before it: p50 %.2f ms, p99 %.2f ms", r.flushP50, r.flushP99)
@@ -391,9 +400,39 @@ func runHub(b *testing.B, perPublisher int, rate float64, subscribers int) loadR
 	if !strings.EqualFold(h.Config.Store.Synchronous, "NORMAL") {
 		flushP50, flushP99 = diskFlush(b, filepath.Dir(h.Config.Store.Path), 200)
 	}
+	commits0 := syncCommits(b, h.URL())
 	r := drive(b, pubs, func(i int) string { return devices.TelemetryTopic(bands[i].DeviceID, devices.StreamSteps) }, perPublisher, rate, c)
 	r.flushP50, r.flushP99 = flushP50, flushP99
+	if n := syncCommits(b, h.URL()) - commits0; n > 0 {
+		r.rowsPerCommit = float64(r.acked) / float64(n)
+	}
 	return r
+}
+
+// syncCommits is how many transactions the hub's sync log has committed, from its /metrics
+// (devicehub_store_operation_seconds counts one per group commit).
+func syncCommits(b *testing.B, base string) int {
+	b.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	const series = `devicehub_store_operation_seconds_count{op="sync.append"} `
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("%s%q: %v", series, v, err)
+			}
+			return int(n)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return 0 // nothing committed yet: the series appears with the first commit
 }
 
 // diskFlush measures what a flush costs on the store's disk just before the hub's run: n
