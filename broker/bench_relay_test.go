@@ -85,6 +85,8 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 	b.ReportMetric(bare.p99, "bare_p99_ms")
 	b.ReportMetric(hubRes.p99, "hub_p99_ms")
 	b.ReportMetric(hubRes.p99/bare.p99, "p99_ratio")
+	b.ReportMetric(bare.schedP50, "bare_sched_p50_ms")
+	b.ReportMetric(hubRes.schedP50, "hub_sched_p50_ms")
 	b.ReportMetric(bare.ackP50, "bare_puback_p50_ms")
 	b.ReportMetric(hubRes.ackP50, "hub_puback_p50_ms")
 	if hubRes.flushP99 > 0 {
@@ -93,6 +95,7 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 	}
 	if hubRes.rowsPerCommit > 0 {
 		b.ReportMetric(hubRes.rowsPerCommit, "hub_rows/commit")
+		b.ReportMetric(hubRes.commitMS, "hub_commit_ms")
 	}
 	if bare.steal >= 0 && hubRes.steal >= 0 {
 		b.ReportMetric(bare.steal, "bare_steal_%")
@@ -115,8 +118,13 @@ type loadResult struct {
 	ackRate               float64 // publishes acknowledged per second (ingest, before delivery)
 	ackP50, ackP99        float64 // publish → PUBACK, ms
 	cores                 float64 // CPU used by the whole process (broker and load clients), in cores
-	flushP50, flushP99    float64 // the disk's own flush just before the run (hub only), ms
-	rowsPerCommit         float64 // acknowledged samples per sync log transaction (hub only)
+	// schedP50 and schedP90 are how long goroutines of the process waited, ready, for a CPU
+	// (ms, the runtime's histogram: upper bucket bounds). Each hand-off from one goroutine to
+	// the next on a message's path costs about this much.
+	schedP50, schedP90 float64
+	flushP50, flushP99 float64 // the disk's own flush just before the run (hub only), ms
+	rowsPerCommit      float64 // acknowledged samples per sync log transaction (hub only)
+	commitMS           float64 // mean time of one such transaction with its flush, ms (hub only)
 	// steal is the share of the machine's CPU time the hypervisor gave to other guests
 	// during the run, in percent (-1 where the system cannot say): on a shared virtual
 	// machine it is what makes one run's latency twice another's.
@@ -124,12 +132,12 @@ type loadResult struct {
 }
 
 func (r loadResult) String() string {
-	s := fmt.Sprintf("%d acked (%.0f acked/s, PUBACK p50 %.2f ms, p99 %.2f ms), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms, %.2f cores", r.acked, r.ackRate, r.ackP50, r.ackP99, r.received, r.lost, r.rate, r.p50, r.p99, r.cores)
+	s := fmt.Sprintf("%d acked (%.0f acked/s, PUBACK p50 %.2f ms, p99 %.2f ms), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms, %.2f cores (a ready goroutine waited p50 %.3f ms, p90 %.3f ms)", r.acked, r.ackRate, r.ackP50, r.ackP99, r.received, r.lost, r.rate, r.p50, r.p99, r.cores, r.schedP50, r.schedP90)
 	if r.steal >= 0 {
 		s += fmt.Sprintf(", %.0f %% of the host's CPU stolen", r.steal)
 	}
 	if r.rowsPerCommit > 0 {
-		s += fmt.Sprintf(", %.1f samples per commit", r.rowsPerCommit)
+		s += fmt.Sprintf(", %.1f samples per commit (%.2f ms each with its flush)", r.rowsPerCommit, r.commitMS)
 	}
 	if r.flushP99 > 0 {
 		s += fmt.Sprintf("; the disk's flush before it: p50 %.2f ms, p99 %.2f ms", r.flushP50, r.flushP99)
@@ -174,6 +182,7 @@ func drive(b *testing.B, pubs []benchClient, topic func(i int) string, perPublis
 	ackLat := make([]float64, 0, len(pubs)*perPublisher)
 	start := time.Now()
 	cpu0 := hoststat.ProcessCPU()
+	sched0 := hoststat.ReadSchedLatencies()
 	host0, hostErr := hoststat.ReadCPUTimes()
 	var wg sync.WaitGroup
 	for i, p := range pubs {
@@ -224,6 +233,9 @@ func drive(b *testing.B, pubs []benchClient, topic func(i int) string, perPublis
 	elapsed := time.Duration(c.last.Load() - start.UnixNano())
 	// Over the busy part of the run: until the last ack or arrival, not the wait for losses.
 	cores := (hoststat.ProcessCPU() - cpu0).Seconds() / max(ackElapsed, elapsed).Seconds()
+	sched := hoststat.ReadSchedLatencies()
+	schedP50, _ := sched.Quantile(sched0, 0.5)
+	schedP90, _ := sched.Quantile(sched0, 0.9)
 	steal := -1.0
 	if host1, err := hoststat.ReadCPUTimes(); err == nil && hostErr == nil {
 		steal = hoststat.StealPercent(host0, host1)
@@ -231,7 +243,8 @@ func drive(b *testing.B, pubs []benchClient, topic func(i int) string, perPublis
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sort.Float64s(c.lat)
-	r := loadResult{acked: want, received: len(c.seen), lost: want - len(c.seen), ackRate: float64(want) / ackElapsed.Seconds(), cores: cores, steal: steal}
+	r := loadResult{acked: want, received: len(c.seen), lost: want - len(c.seen), ackRate: float64(want) / ackElapsed.Seconds(), cores: cores, steal: steal,
+		schedP50: float64(schedP50.Microseconds()) / 1000, schedP90: float64(schedP90.Microseconds()) / 1000}
 	if len(ackLat) > 0 {
 		sort.Float64s(ackLat)
 		r.ackP50, r.ackP99 = ackLat[len(ackLat)/2], ackLat[len(ackLat)*99/100]
@@ -400,39 +413,51 @@ func runHub(b *testing.B, perPublisher int, rate float64, subscribers int) loadR
 	if !strings.EqualFold(h.Config.Store.Synchronous, "NORMAL") {
 		flushP50, flushP99 = diskFlush(b, filepath.Dir(h.Config.Store.Path), 200)
 	}
-	commits0 := syncCommits(b, h.URL())
+	commits0, seconds0 := syncCommits(b, h.URL())
 	r := drive(b, pubs, func(i int) string { return devices.TelemetryTopic(bands[i].DeviceID, devices.StreamSteps) }, perPublisher, rate, c)
 	r.flushP50, r.flushP99 = flushP50, flushP99
-	if n := syncCommits(b, h.URL()) - commits0; n > 0 {
+	commits1, seconds1 := syncCommits(b, h.URL())
+	if n := commits1 - commits0; n > 0 {
 		r.rowsPerCommit = float64(r.acked) / float64(n)
+		r.commitMS = (seconds1 - seconds0) * 1000 / float64(n)
 	}
 	return r
 }
 
-// syncCommits is how many transactions the hub's sync log has committed, from its /metrics
-// (devicehub_store_operation_seconds counts one per group commit).
-func syncCommits(b *testing.B, base string) int {
+// syncCommits is how many transactions the hub's sync log has committed and the seconds they
+// took with their flushes, from its /metrics (devicehub_store_operation_seconds observes each
+// group commit once).
+func syncCommits(b *testing.B, base string) (n int, seconds float64) {
 	b.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
-	const series = `devicehub_store_operation_seconds_count{op="sync.append"} `
+	const count = `devicehub_store_operation_seconds_count{op="sync.append"} `
+	const sum = `devicehub_store_operation_seconds_sum{op="sync.append"} `
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series); ok {
-			n, err := strconv.ParseFloat(v, 64)
+		for _, series := range []string{count, sum} {
+			v, ok := strings.CutPrefix(sc.Text(), series)
+			if !ok {
+				continue
+			}
+			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				b.Fatalf("%s%q: %v", series, v, err)
 			}
-			return int(n)
+			if series == count {
+				n = int(f)
+			} else {
+				seconds = f
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		b.Fatal(err)
 	}
-	return 0 // nothing committed yet: the series appears with the first commit
+	return n, seconds // 0, 0 before the first commit: the series appear with it
 }
 
 // diskFlush measures what a flush costs on the store's disk just before the hub's run: n
