@@ -85,6 +85,8 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 	b.ReportMetric(bare.p99, "bare_p99_ms")
 	b.ReportMetric(hubRes.p99, "hub_p99_ms")
 	b.ReportMetric(hubRes.p99/bare.p99, "p99_ratio")
+	b.ReportMetric(bare.cores, "bare_cores")
+	b.ReportMetric(hubRes.cores, "hub_cores")
 	b.ReportMetric(bare.schedP50, "bare_sched_p50_ms")
 	b.ReportMetric(hubRes.schedP50, "hub_sched_p50_ms")
 	b.ReportMetric(bare.ackP50, "bare_puback_p50_ms")
@@ -117,7 +119,10 @@ type loadResult struct {
 	rate, p50, p99        float64
 	ackRate               float64 // publishes acknowledged per second (ingest, before delivery)
 	ackP50, ackP99        float64 // publish → PUBACK, ms
-	cores                 float64 // CPU used by the whole process (broker and load clients), in cores
+	// cores is the CPU this process used, in cores: the broker and the load clients, or the
+	// broker alone with BENCH_LOAD=process (bench_load_test.go), which reports the clients'
+	// process as clientCores.
+	cores, clientCores float64
 	// schedP50 and schedP90 are how long goroutines of the process waited, ready, for a CPU
 	// (ms, the runtime's histogram: upper bucket bounds). Each hand-off from one goroutine to
 	// the next on a message's path costs about this much.
@@ -133,6 +138,9 @@ type loadResult struct {
 
 func (r loadResult) String() string {
 	s := fmt.Sprintf("%d acked (%.0f acked/s, PUBACK p50 %.2f ms, p99 %.2f ms), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms, %.2f cores (a ready goroutine waited p50 %.3f ms, p90 %.3f ms)", r.acked, r.ackRate, r.ackP50, r.ackP99, r.received, r.lost, r.rate, r.p50, r.p99, r.cores, r.schedP50, r.schedP90)
+	if r.clientCores > 0 {
+		s += fmt.Sprintf(", the load clients %.2f cores", r.clientCores)
+	}
 	if r.steal >= 0 {
 		s += fmt.Sprintf(", %.0f %% of the host's CPU stolen", r.steal)
 	}
@@ -172,18 +180,57 @@ func (c *collector) count() int {
 	return len(c.seen)
 }
 
-// drive publishes perPublisher samples from each publisher, together at rate samples per
-// second (0: as fast as the window allows), and waits (bounded) for the subscriber to go
-// quiet.
+// clientRun is what the load clients saw of one run: it crosses from the load-client
+// process to the benchmark as JSON.
+type clientRun struct {
+	Acked, Received int
+	AckRate, Rate   float64 // acknowledged and delivered per second
+	P50, P99        float64 // publish → arrival at the subscriber, ms
+	AckP50, AckP99  float64 // publish → PUBACK, ms
+	Busy            float64 // seconds, until the last acknowledgement or arrival
+	CPU             float64 // seconds of CPU the load-client process used (0 in-process)
+}
+
+// drive runs the load with the clients in this process and measures the process, clients
+// included.
 func drive(b *testing.B, pubs []benchClient, topic func(i int) string, perPublisher int, rate float64, c *collector) loadResult {
 	b.Helper()
+	return measured(func() clientRun { return driveClients(b, pubs, topic, perPublisher, rate, c) })
+}
+
+// measured runs the load and reports it with what this process used meanwhile: CPU over
+// the busy part of the run, how long its goroutines waited for a CPU, and the host's steal.
+func measured(run func() clientRun) loadResult {
+	cpu0 := hoststat.ProcessCPU()
+	sched0 := hoststat.ReadSchedLatencies()
+	host0, hostErr := hoststat.ReadCPUTimes()
+	cr := run()
+	sched := hoststat.ReadSchedLatencies()
+	schedP50, _ := sched.Quantile(sched0, 0.5)
+	schedP90, _ := sched.Quantile(sched0, 0.9)
+	steal := -1.0
+	if host1, err := hoststat.ReadCPUTimes(); err == nil && hostErr == nil {
+		steal = hoststat.StealPercent(host0, host1)
+	}
+	r := loadResult{acked: cr.Acked, received: cr.Received, lost: cr.Acked - cr.Received, rate: cr.Rate, p50: cr.P50, p99: cr.P99,
+		ackRate: cr.AckRate, ackP50: cr.AckP50, ackP99: cr.AckP99, steal: steal,
+		schedP50: float64(schedP50.Microseconds()) / 1000, schedP90: float64(schedP90.Microseconds()) / 1000}
+	if cr.Busy > 0 {
+		r.cores = (hoststat.ProcessCPU() - cpu0).Seconds() / cr.Busy
+		r.clientCores = cr.CPU / cr.Busy
+	}
+	return r
+}
+
+// driveClients publishes perPublisher samples from each publisher, together at rate
+// samples per second (0: as fast as the window allows), and waits (bounded) for the
+// subscriber to go quiet.
+func driveClients(tb testing.TB, pubs []benchClient, topic func(i int) string, perPublisher int, rate float64, c *collector) clientRun {
+	tb.Helper()
 	var acked atomic.Int64
 	var ackMu sync.Mutex
 	ackLat := make([]float64, 0, len(pubs)*perPublisher)
 	start := time.Now()
-	cpu0 := hoststat.ProcessCPU()
-	sched0 := hoststat.ReadSchedLatencies()
-	host0, hostErr := hoststat.ReadCPUTimes()
 	var wg sync.WaitGroup
 	for i, p := range pubs {
 		wg.Add(1)
@@ -231,32 +278,23 @@ func drive(b *testing.B, pubs []benchClient, topic func(i int) string, perPublis
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Duration(c.last.Load() - start.UnixNano())
-	// Over the busy part of the run: until the last ack or arrival, not the wait for losses.
-	cores := (hoststat.ProcessCPU() - cpu0).Seconds() / max(ackElapsed, elapsed).Seconds()
-	sched := hoststat.ReadSchedLatencies()
-	schedP50, _ := sched.Quantile(sched0, 0.5)
-	schedP90, _ := sched.Quantile(sched0, 0.9)
-	steal := -1.0
-	if host1, err := hoststat.ReadCPUTimes(); err == nil && hostErr == nil {
-		steal = hoststat.StealPercent(host0, host1)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sort.Float64s(c.lat)
-	r := loadResult{acked: want, received: len(c.seen), lost: want - len(c.seen), ackRate: float64(want) / ackElapsed.Seconds(), cores: cores, steal: steal,
-		schedP50: float64(schedP50.Microseconds()) / 1000, schedP90: float64(schedP90.Microseconds()) / 1000}
+	// Over the busy part of the run: until the last ack or arrival, not the wait for losses.
+	r := clientRun{Acked: want, Received: len(c.seen), AckRate: float64(want) / ackElapsed.Seconds(), Busy: max(ackElapsed, elapsed).Seconds()}
 	if len(ackLat) > 0 {
 		sort.Float64s(ackLat)
-		r.ackP50, r.ackP99 = ackLat[len(ackLat)/2], ackLat[len(ackLat)*99/100]
+		r.AckP50, r.AckP99 = ackLat[len(ackLat)/2], ackLat[len(ackLat)*99/100]
 	}
 	if len(c.lat) > 0 {
-		r.p50, r.p99 = c.lat[len(c.lat)/2], c.lat[len(c.lat)*99/100]
-		r.rate = float64(len(c.seen)) / elapsed.Seconds()
+		r.P50, r.P99 = c.lat[len(c.lat)/2], c.lat[len(c.lat)*99/100]
+		r.Rate = float64(len(c.seen)) / elapsed.Seconds()
 	}
 	return r
 }
 
-func pahoConnect(b *testing.B, url, id, user, pass string, onMsg paho.MessageHandler) paho.Client {
+func pahoConnect(b testing.TB, url, id, user, pass string, onMsg paho.MessageHandler) paho.Client {
 	b.Helper()
 	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetCleanSession(true).SetAutoReconnect(false).
 		SetConnectTimeout(10 * time.Second).SetOrderMatters(false)
@@ -301,23 +339,14 @@ func runBare(b *testing.B, perPublisher int, rate float64, subscribers int) load
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = srv.Close() })
-	url := "tcp://" + addr
-	c := newCollector()
+	spec := loadSpec{URL: "tcp://" + addr, Kind: loadBare, PerPublisher: perPublisher, Rate: rate}
 	for j := range subscribers {
-		benchConnect(b, url, fmt.Sprintf("sub%d", j), "", "", fmt.Sprintf("bench/g%d/#", j), func(topic string, payload []byte) {
-			var v struct {
-				Seq uint64    `json:"seq"`
-				TS  time.Time `json:"ts"`
-			}
-			_ = json.Unmarshal(payload, &v)
-			c.add(topic+" "+strconv.FormatUint(v.Seq, 10), v.TS)
-		})
+		spec.Subscribers = append(spec.Subscribers, loadConn{ID: fmt.Sprintf("sub%d", j), Topic: fmt.Sprintf("bench/g%d/#", j)})
 	}
-	pubs := make([]benchClient, benchPublishers)
-	for i := range pubs {
-		pubs[i] = benchConnect(b, url, fmt.Sprintf("pub%d", i), "", "", "", nil)
+	for i := range benchPublishers {
+		spec.Publishers = append(spec.Publishers, loadConn{ID: fmt.Sprintf("pub%d", i), Topic: fmt.Sprintf("bench/g%d/%d", i%subscribers, i)})
 	}
-	return drive(b, pubs, func(i int) string { return fmt.Sprintf("bench/g%d/%d", i%subscribers, i) }, perPublisher, rate, c)
+	return runLoad(b, spec)
 }
 
 // benchPerson is an account with a phone (its controller) in a bench hub.
@@ -397,24 +426,19 @@ func benchHub(b *testing.B, people, bands int) (*apptest.Hub, []benchPerson, []a
 func runHub(b *testing.B, perPublisher int, rate float64, subscribers int) loadResult {
 	b.Helper()
 	h, people, bands := benchHub(b, subscribers, benchPublishers)
-	c := newCollector()
+	spec := loadSpec{URL: h.MQTTURL(), Kind: loadHub, PerPublisher: perPublisher, Rate: rate}
 	for _, p := range people {
-		benchConnect(b, h.MQTTURL(), p.id.DeviceID, p.id.DeviceID, p.secret, devices.ControllerSyncTopic(p.id.DeviceID), func(_ string, payload []byte) {
-			var e devices.SyncEntry
-			_ = json.Unmarshal(payload, &e)
-			c.add(e.Device+" "+strconv.FormatUint(e.Seq, 10), e.TS)
-		})
+		spec.Subscribers = append(spec.Subscribers, loadConn{ID: p.id.DeviceID, User: p.id.DeviceID, Pass: p.secret, Topic: devices.ControllerSyncTopic(p.id.DeviceID)})
 	}
-	pubs := make([]benchClient, len(bands))
-	for i, bd := range bands {
-		pubs[i] = benchConnect(b, h.MQTTURL(), bd.DeviceID, bd.DeviceID, bd.Secret, "", nil)
+	for _, bd := range bands {
+		spec.Publishers = append(spec.Publishers, loadConn{ID: bd.DeviceID, User: bd.DeviceID, Pass: bd.Secret, Topic: devices.TelemetryTopic(bd.DeviceID, devices.StreamSteps)})
 	}
 	var flushP50, flushP99 float64
 	if !strings.EqualFold(h.Config.Store.Synchronous, "NORMAL") {
 		flushP50, flushP99 = diskFlush(b, filepath.Dir(h.Config.Store.Path), 200)
 	}
 	commits0, seconds0 := syncCommits(b, h.URL())
-	r := drive(b, pubs, func(i int) string { return devices.TelemetryTopic(bands[i].DeviceID, devices.StreamSteps) }, perPublisher, rate, c)
+	r := runLoad(b, spec)
 	r.flushP50, r.flushP99 = flushP50, flushP99
 	commits1, seconds1 := syncCommits(b, h.URL())
 	if n := commits1 - commits0; n > 0 {

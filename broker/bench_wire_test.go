@@ -32,7 +32,7 @@ type benchClient interface {
 // ../shared/figures.md); the default is wireClient, a minimal MQTT 3.1.1 client, so that on a
 // 2-core box the load clients take less of the CPU the brokers are measured on. Either way
 // both brokers get the same client.
-func benchConnect(b *testing.B, url, id, user, pass, filter string, onMsg func(topic string, payload []byte)) benchClient {
+func benchConnect(b testing.TB, url, id, user, pass, filter string, onMsg func(topic string, payload []byte)) benchClient {
 	b.Helper()
 	if os.Getenv("BENCH_CLIENT") == "paho" {
 		c := pahoConnect(b, url, id, user, pass, nil)
@@ -78,7 +78,7 @@ type wireClient struct {
 	closed  sync.Once
 }
 
-func wireConnect(b *testing.B, addr, id, user, pass string, onMsg func(string, []byte)) *wireClient {
+func wireConnect(b testing.TB, addr, id, user, pass string, onMsg func(string, []byte)) *wireClient {
 	b.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
@@ -114,7 +114,7 @@ func (c *wireClient) close() {
 	})
 }
 
-func (c *wireClient) subscribe(b *testing.B, filter string) {
+func (c *wireClient) subscribe(b testing.TB, filter string) {
 	b.Helper()
 	c.write(mqttwire.Frame(0x82, []byte{0, 1}, mqttwire.Str(filter), []byte{1}))
 	select {

@@ -1,0 +1,189 @@
+package broker_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devicehub/devicehub/devices"
+	"github.com/devicehub/devicehub/internal/hoststat"
+)
+
+// BENCH_LOAD=process runs the relay benchmark's load clients in a process of their own, as
+// the reference figures' client ran (../shared/figures.md): then "cores" is the broker's
+// process alone and the clients' CPU is reported apart, and the clients no longer share the
+// broker's garbage collector and run queues. It is not the default because on two cores it
+// costs the hub more than it spares it: two processes of two Ps each wait for the kernel's
+// scheduler rather than Go's (2026-12-03, 20,000/s with 1 phone: hub p50 5.1-15.8 ms
+// against 4.0-4.4 ms in-process; README). Both brokers always get the same client.
+
+// loadSpec tells the load-client process what to connect and what to send.
+type loadSpec struct {
+	URL          string
+	Kind         string // loadBare or loadHub: how a subscriber's message names its sample
+	Subscribers  []loadConn
+	Publishers   []loadConn
+	PerPublisher int
+	Rate         float64 // samples per second from all publishers together; 0: as fast as they can
+}
+
+// loadConn is one client connection: its credentials and its topic (a subscriber's filter,
+// or where a publisher publishes).
+type loadConn struct{ ID, User, Pass, Topic string }
+
+const (
+	loadBare = "bare" // payload {"seq","ts"} on the publisher's own topic
+	loadHub  = "hub"  // a sync entry (devices.SyncEntry) naming the band and its seq
+
+	loadSpecEnv  = "DEVICEHUB_BENCH_LOAD_SPEC"
+	loadReady    = "devicehub-bench-load: connected"
+	loadResultAt = "devicehub-bench-load: result "
+)
+
+// startLoad connects spec's subscribers and then its publishers and returns what runs the
+// load.
+func startLoad(tb testing.TB, spec loadSpec) func() clientRun {
+	tb.Helper()
+	c := newCollector()
+	onMsg := func(topic string, payload []byte) {
+		if spec.Kind == loadHub {
+			var e devices.SyncEntry
+			_ = json.Unmarshal(payload, &e)
+			c.add(e.Device+" "+strconv.FormatUint(e.Seq, 10), e.TS)
+			return
+		}
+		var v struct {
+			Seq uint64    `json:"seq"`
+			TS  time.Time `json:"ts"`
+		}
+		_ = json.Unmarshal(payload, &v)
+		c.add(topic+" "+strconv.FormatUint(v.Seq, 10), v.TS)
+	}
+	for _, s := range spec.Subscribers {
+		benchConnect(tb, spec.URL, s.ID, s.User, s.Pass, s.Topic, onMsg)
+	}
+	pubs := make([]benchClient, len(spec.Publishers))
+	for i, p := range spec.Publishers {
+		pubs[i] = benchConnect(tb, spec.URL, p.ID, p.User, p.Pass, "", nil)
+	}
+	return func() clientRun {
+		for _, p := range pubs {
+			defer p.close()
+		}
+		return driveClients(tb, pubs, func(i int) string { return spec.Publishers[i].Topic }, spec.PerPublisher, spec.Rate, c)
+	}
+}
+
+// runLoad runs spec against a broker of this process and measures the process meanwhile.
+func runLoad(b *testing.B, spec loadSpec) loadResult {
+	b.Helper()
+	if os.Getenv("BENCH_LOAD") != "process" {
+		return measured(startLoad(b, spec))
+	}
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Bounded: a paced run takes seconds; a load process that hangs is killed.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestBenchLoadProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), loadSpecEnv+"="+string(raw))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start the load-client process: %v", err)
+	}
+	out := bufio.NewScanner(stdout)
+	out.Buffer(make([]byte, 64<<10), 1<<20)
+	// next returns the process's next line that starts with prefix, skipping the test
+	// framework's own output.
+	next := func(prefix string) (string, error) {
+		for out.Scan() {
+			if rest, ok := strings.CutPrefix(out.Text(), prefix); ok {
+				return rest, nil
+			}
+		}
+		if err := out.Err(); err != nil {
+			return "", err
+		}
+		return "", io.ErrUnexpectedEOF
+	}
+	fail := func(what string, err error) {
+		stdin.Close()
+		_ = cmd.Wait()
+		b.Fatalf("load-client process: %s: %v\n%s", what, err, stderr.String())
+	}
+	if _, err := next(loadReady); err != nil {
+		fail("connecting", err)
+	}
+	var cr clientRun
+	r := measured(func() clientRun {
+		if _, err := io.WriteString(stdin, "go\n"); err != nil {
+			fail("starting the load", err)
+		}
+		line, err := next(loadResultAt)
+		if err == nil {
+			err = json.Unmarshal([]byte(line), &cr)
+		}
+		if err != nil {
+			fail("reading the result", err)
+		}
+		return cr
+	})
+	stdin.Close()
+	_, _ = io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("load-client process: %v\n%s", err, stderr.String())
+	}
+	return r
+}
+
+// TestBenchLoadProcess is not a test: it is the load-client process of the relay benchmark,
+// which starts this test binary with the load's spec in DEVICEHUB_BENCH_LOAD_SPEC. It
+// connects, says so on stdout, waits for a line on stdin, runs the load and writes what it
+// saw as one JSON line.
+func TestBenchLoadProcess(t *testing.T) {
+	raw := os.Getenv(loadSpecEnv)
+	if raw == "" {
+		t.Skip("the relay benchmark's load-client process; runs only when the benchmark starts it")
+	}
+	var spec loadSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		t.Fatalf("%s: %v", loadSpecEnv, err)
+	}
+	run := startLoad(t, spec)
+	fmt.Println(loadReady)
+	// EOF (the benchmark went away) ends the process instead of leaving it waiting.
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		if errors.Is(err, io.EOF) {
+			t.Skip("the benchmark closed stdin before the load began")
+		}
+		t.Fatal(err)
+	}
+	cpu0 := hoststat.ProcessCPU()
+	cr := run()
+	cr.CPU = (hoststat.ProcessCPU() - cpu0).Seconds()
+	b, err := json.Marshal(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println(loadResultAt + string(b))
+}
