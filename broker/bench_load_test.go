@@ -113,13 +113,16 @@ func runLoad(b *testing.B, spec loadSpec) loadResult {
 	}
 	out := bufio.NewScanner(stdout)
 	out.Buffer(make([]byte, 64<<10), 1<<20)
-	// next returns the process's next line that starts with prefix, skipping the test
-	// framework's own output.
+	// next returns the process's next line that starts with prefix. The lines it skips are
+	// the test framework's, kept for the failure message: a t.Fatal in the load-client
+	// process reports on stdout, not stderr.
+	var skipped strings.Builder
 	next := func(prefix string) (string, error) {
 		for out.Scan() {
 			if rest, ok := strings.CutPrefix(out.Text(), prefix); ok {
 				return rest, nil
 			}
+			skipped.WriteString(out.Text() + "\n")
 		}
 		if err := out.Err(); err != nil {
 			return "", err
@@ -129,7 +132,7 @@ func runLoad(b *testing.B, spec loadSpec) loadResult {
 	fail := func(what string, err error) {
 		stdin.Close()
 		_ = cmd.Wait()
-		b.Fatalf("load-client process: %s: %v\n%s", what, err, stderr.String())
+		b.Fatalf("load-client process: %s: %v\n%s%s", what, err, skipped.String(), stderr.String())
 	}
 	if _, err := next(loadReady); err != nil {
 		fail("connecting", err)
@@ -149,9 +152,9 @@ func runLoad(b *testing.B, spec loadSpec) loadResult {
 		return cr
 	})
 	stdin.Close()
-	_, _ = io.Copy(io.Discard, stdout)
+	rest, _ := io.ReadAll(stdout)
 	if err := cmd.Wait(); err != nil {
-		b.Fatalf("load-client process: %v\n%s", err, stderr.String())
+		b.Fatalf("load-client process: %v\n%s%s%s", err, skipped.String(), rest, stderr.String())
 	}
 	return r
 }
