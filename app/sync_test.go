@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,6 +165,19 @@ func TestSettingsSync(t *testing.T) {
 	var ae *apiclient.Error
 	if !errors.As(err, &ae) || ae.Code != "stale_version" || ae.Status != 409 || ae.CurrentVersion == nil || *ae.CurrentVersion != 1 {
 		t.Fatalf("stale PUT: %v, want 409 stale_version with current_version 1", err)
+	}
+	// A number no 64-bit float holds is refused where it comes in, with the field named,
+	// through MQTT and HTTP alike: stored, it would break every later merge and delta.
+	_, err = band.request(t, devices.OpSettingsReport, devices.SettingsReportArgs{Reported: json.RawMessage(`{"alarm":1e700}`), Version: 1})
+	if !errors.As(err, &re) || re.Code != "invalid" || re.Field != "args.reported" || !strings.Contains(re.Message, "1e700") {
+		t.Fatalf("report with 1e700: %v, want invalid on args.reported naming the number", err)
+	}
+	err = w.anna.Do(ctx, "PUT", "/api/v1/devices/"+band.id+"/settings", map[string]any{"desired": json.RawMessage(`{"units":-1e400}`), "base_version": 1}, nil)
+	if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != "invalid" || !strings.Contains(ae.Message, "-1e400") {
+		t.Fatalf("PUT with -1e400: %v, want 400 invalid naming the number", err)
+	}
+	if err := w.anna.Do(ctx, "GET", "/api/v1/devices/"+band.id+"/settings", nil, &got); err != nil || got.Version != 1 || !strings.Contains(string(got.Reported), "07:00") {
+		t.Fatalf("settings after refused writes: %+v, %v; want version 1 and the reported alarm 07:00", got, err)
 	}
 	// Boris cannot read Anna's band's settings.
 	if err := w.boris.Do(ctx, "GET", "/api/v1/devices/"+band.id+"/settings", nil, &got); apiclient.Code(err) != "not_found" {

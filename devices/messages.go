@@ -374,12 +374,32 @@ func (a *SettingsGetArgs) Validate() error { return optionalID("device_id", a.De
 // MaxSettingsSize bounds a settings document.
 const MaxSettingsSize = 8 * 1024
 
-func requireObject(field string, raw json.RawMessage) error {
+// ValidateSettingsDoc checks that raw is a settings document or patch: a JSON object that
+// parses whole, as the hub (merge patch, on-connect delta) and every device will parse it. A
+// number no float64 holds, such as 1e700, passes a syntax check but fails each later parse,
+// so a stored document with one could never be merged or sent as a delta again. The error
+// reads after the field's name ("desired must be ...").
+func ValidateSettingsDoc(raw json.RawMessage) error {
 	if len(raw) == 0 || raw[0] != '{' {
-		return fieldErr(field, "must be a JSON object")
+		return errors.New("must be a JSON object")
 	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && strings.HasPrefix(te.Value, "number") {
+			return fmt.Errorf("has a %s that is out of range (numbers must fit a 64-bit float)", te.Value)
+		}
+		return errors.New("must be a JSON object")
+	}
+	return nil
+}
+
+func requireObject(field string, raw json.RawMessage) error {
 	if len(raw) > MaxSettingsSize {
 		return fieldErr(field, "at most %d bytes", MaxSettingsSize)
+	}
+	if err := ValidateSettingsDoc(raw); err != nil {
+		return fieldErr(field, "%s", err)
 	}
 	return nil
 }

@@ -102,6 +102,18 @@ func TestDecodeArgs(t *testing.T) {
 			_, err := DecodeArgs[SettingsSetArgs](req(OpSettingsSet, `{"device_id":"d2","desired":[1],"base_version":1}`))
 			return err
 		}},
+		{"settings number out of range", "args.desired", func() error {
+			_, err := DecodeArgs[SettingsSetArgs](req(OpSettingsSet, `{"device_id":"d2","desired":{"a":1e700},"base_version":1}`))
+			return err
+		}},
+		{"report number out of range", "args.reported", func() error {
+			_, err := DecodeArgs[SettingsReportArgs](req(OpSettingsReport, `{"reported":{"a":{"b":[-1e309]}},"version":1}`))
+			return err
+		}},
+		{"settings command number out of range", "args.desired", func() error {
+			_, err := DecodeArgs[SettingsArgs](Request{ID: "r", Op: "settings", Args: json.RawMessage(`{"desired":{"a":1e700},"version":1}`)})
+			return err
+		}},
 		{"report negative", "args.version", func() error {
 			_, err := DecodeArgs[SettingsReportArgs](req(OpSettingsReport, `{"reported":{},"version":-1}`))
 			return err
@@ -109,6 +121,12 @@ func TestDecodeArgs(t *testing.T) {
 		{"unlock empty", "args.password", func() error { _, err := DecodeArgs[UnlockArgs](req(OpUnlock, `{"password":""}`)); return err }},
 		{"pair missing", "args.device_id", func() error { _, err := DecodeArgs[PairArgs](req(OpPair, `{}`)); return err }},
 	}
+	t.Run("out of range number named", func(t *testing.T) {
+		_, err := DecodeArgs[SettingsSetArgs](req(OpSettingsSet, `{"device_id":"d2","desired":{"a":1e700},"base_version":1}`))
+		if err == nil || !strings.Contains(err.Error(), "1e700") || !strings.Contains(err.Error(), "out of range") {
+			t.Fatalf("got %v, want an error naming the number 1e700 as out of range", err)
+		}
+	})
 	for _, tt := range fails {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.decode()

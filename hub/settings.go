@@ -120,12 +120,8 @@ func (h *Hub) SetSettings(ctx context.Context, accountID, deviceID string, patch
 	if err != nil {
 		return devices.SettingsResult{}, err
 	}
-	var p any
-	if err := json.Unmarshal(patch, &p); err != nil {
-		return devices.SettingsResult{}, FieldError(EInvalid, "args.desired", "desired must be a JSON object")
-	}
-	if _, ok := p.(map[string]any); !ok {
-		return devices.SettingsResult{}, FieldError(EInvalid, "args.desired", "desired must be a JSON object")
+	if err := devices.ValidateSettingsDoc(patch); err != nil {
+		return devices.SettingsResult{}, FieldError(EInvalid, "args.desired", "desired %s", err)
 	}
 	cur, err := h.sync.store.Settings(ctx, owner, name)
 	if err != nil && ErrorCode(err) != ENotFound {
