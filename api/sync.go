@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/hub"
 )
 
@@ -111,8 +112,8 @@ func (s *Server) setSettings(w http.ResponseWriter, r *http.Request, p hub.Princ
 		writeError(w, err)
 		return
 	}
-	if len(req.Desired) == 0 || req.Desired[0] != '{' {
-		writeError(w, hub.FieldError(hub.EInvalid, "desired", "desired must be a JSON object"))
+	if err := devices.ValidateSettingsDoc(req.Desired); err != nil {
+		writeError(w, hub.FieldError(hub.EInvalid, "desired", "desired %s", err))
 		return
 	}
 	res, err := s.opts.Hub.SetSettings(r.Context(), p.AccountID, id, req.Desired, req.BaseVersion)

@@ -173,8 +173,8 @@ func TestSettingsSync(t *testing.T) {
 		t.Fatalf("report with 1e700: %v, want invalid on args.reported naming the number", err)
 	}
 	err = w.anna.Do(ctx, "PUT", "/api/v1/devices/"+band.id+"/settings", map[string]any{"desired": json.RawMessage(`{"units":-1e400}`), "base_version": 1}, nil)
-	if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != "invalid" || !strings.Contains(ae.Message, "-1e400") {
-		t.Fatalf("PUT with -1e400: %v, want 400 invalid naming the number", err)
+	if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != "invalid" || ae.Field != "desired" || !strings.Contains(ae.Message, "-1e400") {
+		t.Fatalf("PUT with -1e400: %+v, want 400 invalid on desired naming the number", err)
 	}
 	if err := w.anna.Do(ctx, "GET", "/api/v1/devices/"+band.id+"/settings", nil, &got); err != nil || got.Version != 1 || !strings.Contains(string(got.Reported), "07:00") {
 		t.Fatalf("settings after refused writes: %+v, %v; want version 1 and the reported alarm 07:00", got, err)
