@@ -165,19 +165,19 @@ func ValidateTelemetry(t Type, stream string, payload []byte, now time.Time) (Te
 	switch stream {
 	case StreamSteps:
 		var w stepsWire
-		if err = decodeStrict(payload, &w, MaxTelemetrySize); err == nil {
+		if err = decodeTelemetry(payload, &w); err == nil {
 			h, err = &w.header, intIn("count", w.Count, 0, 100000)
 			body = func() any { return StepsSample{Count: deref(w.Count)} }
 		}
 	case StreamHeartRate:
 		var w heartRateWire
-		if err = decodeStrict(payload, &w, MaxTelemetrySize); err == nil {
+		if err = decodeTelemetry(payload, &w); err == nil {
 			h, err = &w.header, intIn("bpm", w.BPM, 20, 250)
 			body = func() any { return HeartRateSample{BPM: deref(w.BPM)} }
 		}
 	case StreamSleep:
 		var w sleepWire
-		if err = decodeStrict(payload, &w, MaxTelemetrySize); err == nil {
+		if err = decodeTelemetry(payload, &w); err == nil {
 			h, err = &w.header, intIn("minutes", w.Minutes, 0, 1440)
 			if err == nil {
 				switch s := deref(w.Stage); s {
@@ -190,13 +190,13 @@ func ValidateTelemetry(t Type, stream string, payload []byte, now time.Time) (Te
 		}
 	case StreamBattery:
 		var w batteryWire
-		if err = decodeStrict(payload, &w, MaxTelemetrySize); err == nil {
+		if err = decodeTelemetry(payload, &w); err == nil {
 			h, err = &w.header, floatIn("percent", w.Percent, 0, 100, true)
 			body = func() any { return BatterySample{Percent: deref(w.Percent)} }
 		}
 	case StreamWeight:
 		var w weightWire
-		if err = decodeStrict(payload, &w, MaxTelemetrySize); err == nil {
+		if err = decodeTelemetry(payload, &w); err == nil {
 			h = &w.header
 			err = firstErr(
 				floatIn("kg", w.KG, 2, 400, true),
@@ -214,7 +214,7 @@ func ValidateTelemetry(t Type, stream string, payload []byte, now time.Time) (Te
 		}
 	case StreamLocation:
 		var w locationWire
-		if err = decodeStrict(payload, &w, MaxTelemetrySize); err == nil {
+		if err = decodeTelemetry(payload, &w); err == nil {
 			h = &w.header
 			err = firstErr(
 				floatIn("lat", w.Lat, -90, 90, true),
@@ -225,7 +225,7 @@ func ValidateTelemetry(t Type, stream string, payload []byte, now time.Time) (Te
 		}
 	case StreamStatus:
 		var w statusWire
-		if err = decodeStrict(payload, &w, MaxTelemetrySize); err == nil {
+		if err = decodeTelemetry(payload, &w); err == nil {
 			h, err = &w.header, intIn("clients", w.Clients, 0, 1000)
 			body = func() any { return StatusSample{Clients: deref(w.Clients)} }
 		}
