@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,9 +70,18 @@ func BenchmarkRelayVsBareMochiPaced(b *testing.B) {
 // than one subscriber, publisher i's messages go to subscriber i % subscribers (for the hub:
 // band i is paired with phone i % subscribers), as when many people's bands each reach
 // their own phone rather than all of them one phone.
+//
+// Each half runs under a pprof label (half=bare, half=hub) that every goroutine it starts
+// inherits, so a CPU profile of the benchmark (-cpuprofile) splits by half with
+// `go tool pprof -tagfocus half=hub`.
 func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
-	bare := runBare(b, perPublisher, rate, subscribers)
-	hubRes := runHub(b, perPublisher, rate, subscribers)
+	var bare, hubRes loadResult
+	pprof.Do(context.Background(), pprof.Labels("half", "bare"), func(context.Context) {
+		bare = runBare(b, perPublisher, rate, subscribers)
+	})
+	pprof.Do(context.Background(), pprof.Labels("half", "hub"), func(context.Context) {
+		hubRes = runHub(b, perPublisher, rate, subscribers)
+	})
 	b.Logf("bare mochi: %s", bare)
 	b.Logf("hub:        %s", hubRes)
 	b.ReportMetric(bare.rate, "bare_msgs/s")
