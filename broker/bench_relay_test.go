@@ -25,6 +25,7 @@ import (
 
 	"github.com/devicehub/devicehub/apiclient"
 	"github.com/devicehub/devicehub/app/apptest"
+	"github.com/devicehub/devicehub/broker"
 	"github.com/devicehub/devicehub/config"
 	"github.com/devicehub/devicehub/devices"
 	"github.com/devicehub/devicehub/devices/client"
@@ -348,7 +349,7 @@ func runBare(b *testing.B, perPublisher int, rate float64, subscribers int) load
 	if err := srv.Serve(); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = srv.Close() })
+	b.Cleanup(func() { _ = broker.CloseServer(srv) })
 	spec := loadSpec{URL: "tcp://" + addr, Kind: loadBare, PerPublisher: perPublisher, Rate: rate}
 	for j := range subscribers {
 		spec.Subscribers = append(spec.Subscribers, loadConn{ID: fmt.Sprintf("sub%d", j), Topic: fmt.Sprintf("bench/g%d/#", j)})
