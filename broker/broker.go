@@ -239,11 +239,7 @@ func (b *Broker) Close() error {
 	// connections still without a CONNECT, and wait until mochi is done with all of them:
 	// only then is mochi's own Close free of a race with a connection being set up.
 	for _, l := range b.served {
-		l.Close(func(id string) {
-			for _, cl := range ListenerClients(b.srv, id) {
-				disconnect(b.srv, cl, packets.ErrServerShuttingDown)
-			}
-		})
+		l.Close(closeListenerClients(b.srv))
 	}
 	if !b.conns.closeAll(5 * time.Second) {
 		b.log.Warn("mqtt connections still open after 5s; closing the broker anyway")
@@ -255,33 +251,28 @@ func (b *Broker) Close() error {
 	return err
 }
 
-// ListenerClients returns the open clients of one of srv's listeners. It stands in for
-// mochi's Clients.GetByListener, which takes the clients' read lock twice (its Len inside
-// its own RLock): a client connecting or leaving in between queues a writer, the second
-// RLock waits behind it, and the writer waits for the first, so closing a broker while
-// clients come and go could hang for good (mochi-mqtt/server#488, fix not released in
-// v2.7.9). GetAll copies the table under one read lock.
-func ListenerClients(srv *mqtt.Server, listenerID string) []*mqtt.Client {
-	var out []*mqtt.Client
-	for _, cl := range srv.Clients.GetAll() {
-		if cl.Net.Listener == listenerID && !cl.Closed() {
-			out = append(out, cl)
+// closeListenerClients is the closer a listener runs when it closes: it disconnects the
+// listener's open clients. It stands in for mochi's own (Server.closeListenerClients),
+// whose Clients.GetByListener takes the clients' read lock twice (its Len inside its own
+// RLock): a client connecting or leaving in between queues a writer, the second RLock
+// waits behind it and the writer waits for the first, so closing a broker while clients
+// come and go could hang for good (mochi-mqtt/server#488, fix not released in v2.7.9).
+// GetAll copies the table under one read lock.
+func closeListenerClients(srv *mqtt.Server) listeners.CloseFn {
+	return func(listenerID string) {
+		for _, cl := range srv.Clients.GetAll() {
+			if cl.Net.Listener == listenerID && !cl.Closed() {
+				disconnect(srv, cl, packets.ErrServerShuttingDown)
+			}
 		}
 	}
-	return out
 }
 
-// CloseServer closes a mochi server without mochi's own listener shutdown, which calls
-// Clients.GetByListener (see ListenerClients): each listener is closed first with a closer
-// that uses ListenerClients, so that mochi's Close finds them all closed already (a
-// listener calls its closer once). For a server that is not a Broker, such as the bare
-// mochi of the benchmarks.
-func CloseServer(srv *mqtt.Server) error {
-	srv.Listeners.CloseAll(func(id string) {
-		for _, cl := range ListenerClients(srv, id) {
-			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
-		}
-	})
+// closeServer closes a mochi server that is not a Broker (the benchmarks' bare mochi):
+// its listeners first, with closeListenerClients, so that mochi's Close, which would run
+// its own closer, finds them closed (a listener runs its closer once).
+func closeServer(srv *mqtt.Server) error {
+	srv.Listeners.CloseAll(closeListenerClients(srv))
 	return srv.Close()
 }
 

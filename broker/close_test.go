@@ -15,11 +15,11 @@ import (
 )
 
 // TestShutdownWhileClientsComeAndGo: the hub shuts down while clients keep connecting and
-// leaving. mochi's own listener shutdown (Clients.GetByListener) takes the clients' read lock
-// twice and hangs for good when a client leaves in between (mochi-mqtt/server#488); the
-// broker lists a listener's clients with broker.ListenerClients instead. The hang is a race,
-// so the test shuts down many hubs under churn: with GetByListener in ListenerClients, both
-// runs tried hung (one at round 7 of its first pass); without it, none has.
+// leaving. mochi's own listener shutdown (Clients.GetByListener) takes the clients' read
+// lock twice and hangs for good when a client leaves in between (mochi-mqtt/server#488);
+// the broker disconnects a listener's clients with its own closeListenerClients instead.
+// The hang is a race, so the test shuts down many hubs under churn: with GetByListener put
+// back, both runs tried hung (one at round 7 of its first pass); without it, none has.
 func TestShutdownWhileClientsComeAndGo(t *testing.T) {
 	for round := range 16 {
 		h := apptest.Start(t, anonymous)

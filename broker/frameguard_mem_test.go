@@ -79,7 +79,7 @@ func TestGuardHugeConnectsBoundMemory(t *testing.T) {
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = CloseServer(srv) })
+	t.Cleanup(func() { _ = closeServer(srv) })
 
 	var before, after, sample runtime.MemStats
 	runtime.GC()
