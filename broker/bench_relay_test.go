@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -98,6 +99,8 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 	b.ReportMetric(hubRes.p99/bare.p99, "p99_ratio")
 	b.ReportMetric(bare.cores, "bare_cores")
 	b.ReportMetric(hubRes.cores, "hub_cores")
+	b.ReportMetric(bare.allocPerMsg, "bare_alloc_B/msg")
+	b.ReportMetric(hubRes.allocPerMsg, "hub_alloc_B/msg")
 	b.ReportMetric(bare.schedP50, "bare_sched_p50_ms")
 	b.ReportMetric(hubRes.schedP50, "hub_sched_p50_ms")
 	b.ReportMetric(bare.ackP50, "bare_puback_p50_ms")
@@ -141,6 +144,11 @@ type loadResult struct {
 	flushP50, flushP99 float64 // the disk's own flush just before the run (hub only), ms
 	rowsPerCommit      float64 // acknowledged samples per sync log transaction (hub only)
 	commitMS           float64 // mean time of one such transaction with its flush, ms (hub only)
+	// allocPerMsg is what this process allocated per acknowledged message (bytes) and gcs
+	// how many garbage collections it ran meanwhile: the broker alone with
+	// BENCH_LOAD=process, the broker and the load clients otherwise.
+	allocPerMsg float64
+	gcs         int
 	// steal is the share of the machine's CPU time the hypervisor gave to other guests
 	// during the run, in percent (-1 where the system cannot say): on a shared virtual
 	// machine it is what makes one run's latency twice another's.
@@ -152,6 +160,7 @@ func (r loadResult) String() string {
 	if r.clientCores > 0 {
 		s += fmt.Sprintf(", the load clients %.2f cores", r.clientCores)
 	}
+	s += fmt.Sprintf(", %.0f bytes allocated per message, %d GCs", r.allocPerMsg, r.gcs)
 	if r.steal >= 0 {
 		s += fmt.Sprintf(", %.0f %% of the host's CPU stolen", r.steal)
 	}
@@ -215,7 +224,10 @@ func measured(run func() clientRun) loadResult {
 	cpu0 := hoststat.ProcessCPU()
 	sched0 := hoststat.ReadSchedLatencies()
 	host0, hostErr := hoststat.ReadCPUTimes()
+	var mem0, mem1 runtime.MemStats
+	runtime.ReadMemStats(&mem0)
 	cr := run()
+	runtime.ReadMemStats(&mem1)
 	sched := hoststat.ReadSchedLatencies()
 	schedP50, _ := sched.Quantile(sched0, 0.5)
 	schedP90, _ := sched.Quantile(sched0, 0.9)
@@ -226,6 +238,10 @@ func measured(run func() clientRun) loadResult {
 	r := loadResult{acked: cr.Acked, received: cr.Received, lost: cr.Acked - cr.Received, rate: cr.Rate, p50: cr.P50, p99: cr.P99,
 		ackRate: cr.AckRate, ackP50: cr.AckP50, ackP99: cr.AckP99, steal: steal,
 		schedP50: float64(schedP50.Microseconds()) / 1000, schedP90: float64(schedP90.Microseconds()) / 1000}
+	if cr.Acked > 0 {
+		r.allocPerMsg = float64(mem1.TotalAlloc-mem0.TotalAlloc) / float64(cr.Acked)
+		r.gcs = int(mem1.NumGC - mem0.NumGC)
+	}
 	if cr.Busy > 0 {
 		r.cores = (hoststat.ProcessCPU() - cpu0).Seconds() / cr.Busy
 		r.clientCores = cr.CPU / cr.Busy
