@@ -92,11 +92,11 @@ func TestGroupCommitFailsABatchOnceWhenTheDatabaseFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	var attempts atomic.Int64
-	db.observe = func(op string, _ time.Duration) {
+	db.SetObserver(func(op string, _ time.Duration) {
 		if op == "test" {
 			attempts.Add(1)
 		}
-	}
+	})
 	release := holdWriteLock(t, db)
 	g := newGroupCommitter(db, "test", 64)
 	defer g.close()
