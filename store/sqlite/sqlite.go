@@ -186,8 +186,8 @@ func (db *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// SetObserver installs a callback that is told the duration of each store operation.
-// Call it before the store is shared between goroutines.
+// SetObserver installs a callback that is told the duration of each store operation; the
+// operations that end after the call report to it.
 func (db *DB) SetObserver(fn func(op string, d time.Duration)) { db.observe.Store(&fn) }
 
 func (db *DB) observed(op string, start time.Time) {
