@@ -21,10 +21,10 @@ import (
 //  1. a PASSIVE checkpoint on the checkpointer's own connection copies what is committed so
 //     far while the writer goes on committing (PASSIVE copies what no reader still needs
 //     and never waits for a lock);
-//  2. a PASSIVE checkpoint on the writer connection copies the little committed during step
-//  1. It takes the writer connection between two transactions, so the WAL is wholly
-//     copied when the writer's next transaction begins, and SQLite then writes the WAL over
-//     from its beginning. Only a writer that begins on a wholly copied WAL does that, which
+//  2. a PASSIVE checkpoint on the writer connection copies the little committed during
+//     the first step. It takes the writer connection between two transactions, so the WAL
+//     is wholly copied when the writer's next transaction begins, and SQLite then writes
+//     the WAL over from its beginning. Only a writer that begins on a wholly copied WAL does that, which
 //     step 1 alone never gives a writer that is always busy: without step 2 the WAL grew
 //     without end (to 750 MB in a five-second run at 20,000 samples/s).
 //
@@ -37,9 +37,6 @@ type checkpointer struct {
 	log    *slog.Logger
 	// observe is DB.observed: each step is a store operation in the metrics.
 	observe func(op string, start time.Time)
-	// minFrames is how long the WAL must be before a round takes the writer for step 2,
-	// so that a store that writes little is not interrupted for a few pages.
-	minFrames int
 	// commits counts the writer's commits, so that an idle store is left alone.
 	commits atomic.Uint64
 	cancel  context.CancelFunc
@@ -50,7 +47,8 @@ const (
 	// checkpointInterval is the time between rounds: at 20,000 samples/s a round copies
 	// about as much as one of SQLite's automatic checkpoints at 10,000 pages did.
 	checkpointInterval = 250 * time.Millisecond
-	// checkpointMinFrames is checkpointer.minFrames.
+	// checkpointMinFrames is how long the WAL must be before a round takes the writer for
+	// step 2, so that a store that writes little is not interrupted for a few pages.
 	checkpointMinFrames = 1000
 	// writerAutoCheckpoint is SQLite's automatic checkpoint on the writer connection, kept
 	// as a backstop should the checkpointer fail for long: four times the length the WAL
@@ -60,10 +58,9 @@ const (
 
 // newCheckpointer starts rounds every interval; interval <= 0 starts none (a test runs
 // them itself).
-func newCheckpointer(own, writer *sql.DB, log *slog.Logger, observe func(string, time.Time), interval time.Duration, minFrames int) *checkpointer {
+func newCheckpointer(own, writer *sql.DB, log *slog.Logger, observe func(string, time.Time), interval time.Duration) *checkpointer {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &checkpointer{own: own, writer: writer, log: log, observe: observe, minFrames: minFrames,
-		cancel: cancel, done: make(chan struct{})}
+	c := &checkpointer{own: own, writer: writer, log: log, observe: observe, cancel: cancel, done: make(chan struct{})}
 	if interval <= 0 {
 		close(c.done)
 		return c
@@ -115,11 +112,11 @@ type checkpointResult struct {
 	frames, copied int
 }
 
-// round runs step 1 and, for a WAL of at least minFrames, step 2, and returns what the last
+// round runs step 1 and, for a WAL of at least checkpointMinFrames, step 2, and returns what the last
 // step reported.
 func (c *checkpointer) round(ctx context.Context) (checkpointResult, error) {
 	r, err := c.checkpoint(ctx, c.own, "checkpoint")
-	if err != nil || r.frames < c.minFrames {
+	if err != nil || r.frames < checkpointMinFrames {
 		return r, err
 	}
 	return c.checkpoint(ctx, c.writer, "checkpoint.writer")

@@ -161,7 +161,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if every == 0 {
 		every = checkpointInterval
 	}
-	db.ckpt = newCheckpointer(own, writer, log, db.observed, every, checkpointMinFrames)
+	db.ckpt = newCheckpointer(own, writer, log, db.observed, every)
 	db.small = newGroupCommitter(db, "small_writes", 1024)
 	return db, nil
 }
