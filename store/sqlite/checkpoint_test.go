@@ -71,8 +71,10 @@ func TestCheckpointerStartsTheWALOverWhileTheWriterNeverRests(t *testing.T) {
 			restarts++
 		}
 		last, longest = r.frames, max(longest, r.frames)
-		if r.copied != r.frames {
-			t.Errorf("a round left %d of %d frames uncopied (no reader holds them)", r.frames-r.copied, r.frames)
+		// Step 1 may leave the frames of a transaction under way; step 2, run on the writer
+		// between two transactions (a WAL of checkpointMinFrames or more), leaves none.
+		if r.frames >= checkpointMinFrames && r.copied != r.frames {
+			t.Errorf("a round with the writer's step left %d of %d frames uncopied (no reader holds them)", r.frames-r.copied, r.frames)
 		}
 	}
 	close(stop)
