@@ -80,7 +80,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err
 	a.db.SetObserver(a.metrics.ObserveStore)
 	a.state = a.db.BrokerState()
 	a.outbox = notify.New(notify.Options{Store: a.db, Sender: notifySender(cfg.Notify), Logger: log.With("component", "notify")})
-	if a.sync, err = a.db.SyncLog(); err != nil {
+	if a.sync, err = a.db.SyncLog(ctx); err != nil {
 		return nil, err
 	}
 	a.hub = hub.New(hub.Options{Store: a.db, Notifier: a.outbox, Logger: log.With("component", "hub"),

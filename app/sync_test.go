@@ -263,29 +263,67 @@ func TestAckedTelemetrySurvivesSIGKILL(t *testing.T) {
 
 	p2 := apptest.StartProcess(t, bin, dir)
 	api2 := apiclient.New("http://" + p2.HTTPAddr).WithToken(la.Token)
-	stored := map[uint64]bool{}
-	after := int64(0)
-	for range 1000 {
-		var page hub.TelemetryPage
-		q := url.Values{"limit": {"1000"}, "after": {fmt.Sprint(after)}, "stream": {"steps"}}
-		if err := api2.Do(ctx, "GET", "/api/v1/devices/"+bands[0].DeviceID+"/telemetry?"+q.Encode(), nil, &page); err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range page.Samples {
-			if stored[s.Seq] {
-				t.Fatalf("seq %d stored twice", s.Seq)
+	storedSeqs := func() map[uint64]bool {
+		t.Helper()
+		stored := map[uint64]bool{}
+		after := int64(0)
+		for range 1000 {
+			var page hub.TelemetryPage
+			q := url.Values{"limit": {"1000"}, "after": {fmt.Sprint(after)}, "stream": {"steps"}}
+			if err := api2.Do(ctx, "GET", "/api/v1/devices/"+bands[0].DeviceID+"/telemetry?"+q.Encode(), nil, &page); err != nil {
+				t.Fatal(err)
 			}
-			stored[s.Seq] = true
+			for _, s := range page.Samples {
+				if stored[s.Seq] {
+					t.Fatalf("seq %d stored twice", s.Seq)
+				}
+				stored[s.Seq] = true
+			}
+			if page.Next == 0 {
+				break
+			}
+			after = page.Next
 		}
-		if page.Next == 0 {
-			break
-		}
-		after = page.Next
+		return stored
 	}
+	stored := storedSeqs()
+	var top uint64
 	for seq := range acked {
 		if !stored[seq] {
 			t.Fatalf("seq %d was acknowledged but is not stored (%d acked, %d stored)", seq, len(acked), len(stored))
 		}
+		top = max(top, seq)
 	}
-	t.Logf("%d acknowledged before the kill, %d stored", len(acked), len(stored))
+	// The band resends everything up to the last seq it saw acknowledged, as a band that
+	// lost track would: the hub, which kept its duplicate check across the kill (saved part
+	// and log), stores each seq once, and only what it lacked.
+	band2 := connectRaw(t, "tcp://"+p2.MQTTAddr, bands[0].DeviceID, bound.Secret, false)
+	for seq := uint64(1); seq <= top; seq++ {
+		pl := fmt.Sprintf(`{"seq":%d,"ts":%q,"count":1}`, seq, time.Now().UTC().Format(time.RFC3339Nano))
+		tok := band2.c.Publish(devices.TelemetryTopic(band2.id, devices.StreamSteps), 1, false, pl)
+		if seq == top && (!tok.WaitTimeout(20*time.Second) || tok.Error() != nil) {
+			t.Fatalf("resend of seq %d: %v", seq, tok.Error())
+		}
+	}
+	again := storedSeqs() // fails on any seq stored twice
+	for seq := uint64(1); seq <= top; seq++ {
+		if !again[seq] {
+			t.Fatalf("seq %d resent after the restart is not stored", seq)
+		}
+	}
+	if len(again) != len(stored)+int(top)-countUpTo(stored, top) {
+		t.Fatalf("%d stored after the resend, want %d", len(again), len(stored)+int(top)-countUpTo(stored, top))
+	}
+	t.Logf("%d acknowledged before the kill, %d stored; after resending 1..%d, %d stored", len(acked), len(stored), top, len(again))
+}
+
+// countUpTo is how many of set are at most top.
+func countUpTo(set map[uint64]bool, top uint64) int {
+	n := 0
+	for seq := range set {
+		if seq <= top {
+			n++
+		}
+	}
+	return n
 }

@@ -31,7 +31,7 @@ func openDB(t *testing.T) *sqlite.DB {
 // openSyncLog opens db's sync log, closed with the test.
 func openSyncLog(t *testing.T, db *sqlite.DB) *sqlite.SyncLog {
 	t.Helper()
-	sl, err := db.SyncLog()
+	sl, err := db.SyncLog(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 // connection holds the write lock, where a write would wait out the busy timeout and fail.
 func TestAckOfOtherCommandsTakesNoWrite(t *testing.T) {
 	db := openTemp(t, 200*time.Millisecond)
-	s, err := db.SyncLog()
+	s, err := db.SyncLog(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func TestCheckpointerStartsTheWALOverWhileTheWriterNeverRests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := db.SyncLog()
+	s, err := db.SyncLog(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

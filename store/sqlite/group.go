@@ -54,6 +54,10 @@ type groupCommitter struct {
 	// committer that one ended.
 	flushing atomic.Bool
 	flushed  chan struct{}
+	// afterTx, when set before the first job, is told on the committer's goroutine whether
+	// each transaction committed, before the next one begins (the sync log's duplicate
+	// check counts what a transaction stored only once it committed).
+	afterTx func(committed bool)
 }
 
 // committedBatch is a batch whose transaction ended, waiting for its flush and answers.
@@ -193,7 +197,7 @@ func (g *groupCommitter) run(batch []groupJob) {
 	defer cancel()
 	jobFailed := false
 	done := committedBatch{jobs: batch, start: time.Now()}
-	err := g.db.commitTx(ctx, g.op, func(tx *sql.Tx) error {
+	err := g.commitTx(ctx, func(tx *sql.Tx) error {
 		for _, j := range batch {
 			if err := j.fn(tx); err != nil {
 				jobFailed = !storageFailure(err)
@@ -213,9 +217,17 @@ func (g *groupCommitter) run(batch []groupJob) {
 	}
 	// Isolate the job that failed: each gets its own transaction and its own answer.
 	for i := range batch {
-		batch[i].err = g.db.commitTx(ctx, g.op, batch[i].fn)
+		batch[i].err = g.commitTx(ctx, batch[i].fn)
 	}
 	g.toAnswer <- done
+}
+
+func (g *groupCommitter) commitTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	err := g.db.commitTx(ctx, g.op, fn)
+	if g.afterTx != nil {
+		g.afterTx(err == nil)
+	}
+	return err
 }
 
 // answer sends the answers of committed batches in commit order, each success only once

@@ -42,21 +42,25 @@ func (db *DB) LostMode(ctx context.Context, deviceID string) (hub.LostMode, erro
 	return lm, nil
 }
 
+// latestLocationQuery is LatestLocation's read (a test checks its plan).
+const latestLocationQuery = `SELECT ts, created_at, data FROM sync_log
+	WHERE account_id = ?1 AND device_id = ?2 AND stream = 'location'
+	  AND binding = (SELECT bound_at FROM devices WHERE id = ?2 AND account_id = ?1)
+	ORDER BY seq DESC LIMIT 1`
+
 // LatestLocation reads the newest location sample of the device from the sync log (owned by
-// the sync feature, migrations 00004 and 00007: sample ts in Unix nanoseconds, created_at in
-// milliseconds, data the validated body). Only samples of the device's current binding to
-// accountID count: a previous owner's fixes are not the new owner's business. Seqs increase
-// within a binding, so the newest is the highest seq, one seek in the sync log's unique key
-// (account, device, binding, stream, seq) however long the account's log is; walking the
-// account's cursor index instead read all of it for a phone that never sent a fix.
+// the sync feature, migrations 00004, 00007 and 00011: sample ts in Unix nanoseconds,
+// created_at in milliseconds, data the validated body). Only samples of the device's current
+// binding to accountID count: a previous owner's fixes are not the new owner's business.
+// Seqs increase within a binding, so the newest is the highest seq, one seek in the log's
+// partial index of location samples (account, device, binding, seq) however long the
+// account's log is; walking the account's cursor index instead read all of it for a phone
+// that never sent a fix.
 func (db *DB) LatestLocation(ctx context.Context, accountID, deviceID string) (hub.Location, error) {
 	defer db.observed("lost_mode.location", time.Now())
 	var ts, created int64
 	var data []byte
-	err := db.reader.QueryRowContext(ctx, `SELECT ts, created_at, data FROM sync_log
-		WHERE account_id = ?1 AND device_id = ?2 AND stream = 'location'
-		  AND binding = (SELECT bound_at FROM devices WHERE id = ?2 AND account_id = ?1)
-		ORDER BY seq DESC LIMIT 1`, accountID, deviceID).
+	err := db.reader.QueryRowContext(ctx, latestLocationQuery, accountID, deviceID).
 		Scan(&ts, &created, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return hub.Location{}, notFound("location")

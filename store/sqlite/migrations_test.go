@@ -3,8 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pressly/goose/v3"
@@ -61,5 +63,76 @@ func TestSyncBindingMigrationKeepsCursors(t *testing.T) {
 	}
 	if cursor <= 40 {
 		t.Fatalf("first cursor after the migration is %d: cursor 40 was already used", cursor)
+	}
+}
+
+// TestSeenMigrationKeepsTheDuplicateCheck: dropping the sync log's unique key (00011) keeps
+// every entry and the AUTOINCREMENT high-water mark, and the first start reads the whole log
+// into the duplicate check, so a seq stored before the upgrade is still stored once.
+func TestSeenMigrationKeepsTheDuplicateCheck(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "devicehub.db")
+	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, raw, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO sync_log(cursor, account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES(5, 'acc', 'dev-a', 0, 'steps', 1, 1, 0, X'7B7D', 1)`,
+		`INSERT INTO sync_log(cursor, account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES(6, 'acc', 'dev-a', 0, 'steps', 3, 1, 0, X'7B7D', 1)`,
+		`INSERT INTO sync_log(cursor, account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES(40, 'acc', 'dev-a', 0, 'steps', 9, 1, 0, X'7B7D', 1)`,
+		`DELETE FROM sync_log WHERE cursor = 40`, // pruned: 40 must never come back
+	} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := db.SyncLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := appendAll(t, s, "dev-a", 1, 2, 3, 4); fmt.Sprint(got) != "[2 4]" {
+		t.Fatalf("seqs 1..4 after the upgrade: stored %v, want [2 4]", got)
+	}
+	var first int64
+	if err := db.reader.QueryRow(`SELECT MIN(cursor) FROM sync_log WHERE seq = 2`).Scan(&first); err != nil || first <= 40 {
+		t.Fatalf("first cursor after the migration is %d (%v): cursor 40 was already used", first, err)
+	}
+	// The newest fix is one seek in the partial index, not a walk of the account's log.
+	var plan string
+	rows, err := db.reader.Query(`EXPLAIN QUERY PLAN `+latestLocationQuery, "acc", "dev-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan += detail + "; "
+	}
+	if !strings.Contains(plan, "sync_log_location") {
+		t.Fatalf("latest location plan %q does not use sync_log_location", plan)
 	}
 }

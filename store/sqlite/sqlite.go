@@ -47,6 +47,9 @@ type Options struct {
 	// checkpointEvery is the time between the checkpointer's rounds: 0 is
 	// checkpointInterval, a negative value starts none (a test runs them itself).
 	checkpointEvery time.Duration
+	// seenSaveEvery is the time between saves of the sync log's duplicate check (seen.go):
+	// 0 is seenSaveEvery, a negative value saves only on Close (a test saves itself).
+	seenSaveEvery time.Duration
 }
 
 // DB is an open devicehub database.
@@ -65,6 +68,8 @@ type DB struct {
 	wal *walSync
 	// ckpt copies the WAL into the database file beside the writer (checkpoint.go).
 	ckpt *checkpointer
+	// seenSaveEvery paces SyncLog's saving loop (Options.seenSaveEvery).
+	seenSaveEvery time.Duration
 }
 
 // Open creates the folder and the database file if needed, applies the pragmas, and runs the
@@ -136,7 +141,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	reader.SetMaxOpenConns(opts.Readers)
 	reader.SetMaxIdleConns(opts.Readers)
 
-	db := &DB{path: path, writer: writer, reader: reader, log: log}
+	db := &DB{path: path, writer: writer, reader: reader, log: log, seenSaveEvery: opts.seenSaveEvery}
+	if db.seenSaveEvery == 0 {
+		db.seenSaveEvery = seenSaveEvery
+	}
 	if sync == "FULL" {
 		db.wal = newWALSync(path)
 	}

@@ -19,14 +19,30 @@ type SyncLog struct {
 	db     *DB
 	group  *groupCommitter
 	insert *sql.Stmt
-	// txInsert is insert bound to txOf, the committer's current transaction: binding it
-	// once per batch instead of once per sample saves database/sql's per-call bookkeeping.
-	// Only the committer goroutine touches them.
-	txOf     *sql.Tx
-	txInsert *sql.Stmt
+	// binding reads the device's bound_at: a repeated seq is a duplicate only within one
+	// binding, and a device bound again starts its seqs afresh.
+	binding *sql.Stmt
+	loadRun *sql.Stmt
+	changes *sql.Stmt
+	// txInsert and the others are the statements bound to txOf, the committer's current
+	// transaction: binding them once per batch instead of once per sample saves
+	// database/sql's per-call bookkeeping. Only the committer goroutine touches them.
+	txOf      *sql.Tx
+	txInsert  *sql.Stmt
+	txBinding *sql.Stmt
+	txLoadRun *sql.Stmt
+	load      loader // reads a stream's saved runs with txLoadRun
+	// bindings caches devices' bound_at (0: not bound to that account) for the committer,
+	// valid while binding_changes still reads bindingsOf.
+	bindings   map[[2]string]int64
+	bindingsOf int64
+	// seen is the duplicate check (seen.go), the committer goroutine's after SyncLog returns.
+	seen *seenSet
 	// onCommit, when set (OnSyncCommit, before the first append), gets each new entry
 	// once its commit is on disk, in cursor order, on the committer's answering goroutine.
 	onCommit func(hub.SyncRecord)
+	stop     chan struct{}
+	saver    chan struct{} // closed when the saving loop has ended
 }
 
 // OnSyncCommit registers f to be given every entry once the commit that stored it is on disk,
@@ -34,26 +50,90 @@ type SyncLog struct {
 // committer's answering goroutine and must not block. Call it before the first append.
 func (s *SyncLog) OnSyncCommit(f func(hub.SyncRecord)) { s.onCommit = f }
 
-// SyncLog returns the sync store of the database. Each call starts a writer goroutine that
-// Close stops: call it once per process.
-func (db *DB) SyncLog() (*SyncLog, error) {
-	// Prepared once on the single writer connection; each batch's transaction reuses it.
-	// The binding (the device's bound_at) is read in the insert itself: a repeated seq is a
-	// duplicate only within one binding, and a device bound again starts its seqs afresh.
-	st, err := db.writer.Prepare(`INSERT INTO sync_log(account_id, device_id, binding, stream, seq, ts, wide, data, created_at)
-		VALUES(?1, ?2, COALESCE((SELECT bound_at FROM devices WHERE id = ?2 AND account_id = ?1), 0), ?3, ?4, ?5, ?6, ?7, ?8)
-		ON CONFLICT DO NOTHING`)
+// SyncLog returns the sync store of the database. It reads the duplicate check's state
+// (seen.go: the saved runs, then the log after their mark), and starts a writer goroutine
+// and a saving loop that Close stops: call it once per process.
+func (db *DB) SyncLog(ctx context.Context) (*SyncLog, error) {
+	seen, err := loadSeen(ctx, db.reader)
 	if err != nil {
-		return nil, fmt.Errorf("prepare sync insert: %w", err)
+		return nil, err
 	}
-	return &SyncLog{db: db, group: newGroupCommitter(db, "sync.append", 1024), insert: st}, nil
+	s := &SyncLog{db: db, seen: seen, stop: make(chan struct{}), saver: make(chan struct{}), bindings: map[[2]string]int64{}, bindingsOf: -1}
+	s.load = func(k seenKey) ([]byte, error) { return scanRuns(s.txLoadRun.QueryRow(runsArgs(k)...)) }
+	// Prepared once on the single writer connection; each batch's transaction reuses them.
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		{&s.insert, `INSERT INTO sync_log(account_id, device_id, binding, stream, seq, ts, wide, data, created_at)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.binding, `SELECT COALESCE((SELECT bound_at FROM devices WHERE id = ?2 AND account_id = ?1), 0)`},
+		{&s.loadRun, seenRunsQuery},
+		{&s.changes, `SELECT n FROM binding_changes WHERE id = 1`},
+	} {
+		if *p.st, err = db.writer.PrepareContext(ctx, p.q); err != nil {
+			s.closeStmts()
+			return nil, fmt.Errorf("prepare sync statements: %w", err)
+		}
+	}
+	s.group = newGroupCommitter(db, "sync.append", 1024)
+	s.group.afterTx = seen.afterTx
+	go s.saveLoop()
+	return s, nil
 }
 
-// Close stops the committer (queued samples fail with ErrClosed: they were never
-// acknowledged).
+func (s *SyncLog) closeStmts() {
+	for _, st := range []*sql.Stmt{s.insert, s.binding, s.loadRun, s.changes} {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+}
+
+// saveLoop saves the duplicate check's changed streams a round at a time.
+func (s *SyncLog) saveLoop() {
+	defer close(s.saver)
+	if s.db.seenSaveEvery < 0 {
+		<-s.stop
+		return
+	}
+	t := time.NewTicker(s.db.seenSaveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		// A failed round leaves the streams to the next one; the log still holds every
+		// seq after the mark.
+		_ = s.saveSeen(context.Background(), seenSaveBatch)
+	}
+}
+
+// saveSeen saves up to limit changed streams of the duplicate check (all for limit ≤ 0) as
+// a job of the samples' committer, so it shares their commits and their order.
+func (s *SyncLog) saveSeen(ctx context.Context, limit int) error {
+	return s.group.do(ctx, func(tx *sql.Tx) error {
+		if limit > 0 && len(s.seen.dirty) == 0 && len(s.seen.streams) <= s.seen.resident {
+			return nil // nothing to save or drop
+		}
+		return s.seen.save(ctx, tx, limit)
+	})
+}
+
+// Close saves the duplicate check and stops the committer (queued samples fail with
+// ErrClosed: they were never acknowledged).
 func (s *SyncLog) Close() {
+	close(s.stop)
+	<-s.saver
+	// All of it, so the next start reads no log; if this fails it reads the log after the
+	// last mark instead.
+	if err := s.saveSeen(context.Background(), 0); err != nil {
+		s.db.log.Warn("duplicate check not saved; the next start reads the sync log after the last save", "error", err)
+	}
 	s.group.close()
-	_ = s.insert.Close()
+	s.closeStmts()
 }
 
 func boolInt(b bool) int {
@@ -61,6 +141,36 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// beginTx binds the statements to the committer's new transaction and drops the cached
+// bindings if any device's binding changed since they were read.
+func (s *SyncLog) beginTx(tx *sql.Tx) error {
+	s.txOf, s.txInsert, s.txBinding, s.txLoadRun = tx, tx.Stmt(s.insert), tx.Stmt(s.binding), tx.Stmt(s.loadRun)
+	var n int64
+	if err := tx.Stmt(s.changes).QueryRow().Scan(&n); err != nil {
+		return fmt.Errorf("append sync entry: binding changes: %w", err)
+	}
+	if n != s.bindingsOf || len(s.bindings) > maxResidentStreams {
+		clear(s.bindings)
+		s.bindingsOf = n
+	}
+	return nil
+}
+
+// bindingOf is the device's bound_at in the account (0 when it is not bound to it), the
+// binding its samples are counted in.
+func (s *SyncLog) bindingOf(account, device string) (int64, error) {
+	key := [2]string{account, device}
+	if b, ok := s.bindings[key]; ok {
+		return b, nil
+	}
+	var b int64
+	if err := s.txBinding.QueryRow(account, device).Scan(&b); err != nil {
+		return 0, fmt.Errorf("append sync entry: binding: %w", err)
+	}
+	s.bindings[key] = b
+	return b, nil
 }
 
 // AppendSync stores one sample, group-committed.
@@ -87,21 +197,34 @@ func (s *SyncLog) AppendSyncAsync(ctx context.Context, r hub.SyncRecord) (func(c
 	}
 	wait, err := s.group.submit(ctx, func(tx *sql.Tx) error {
 		if s.txOf != tx {
-			s.txOf, s.txInsert = tx, tx.Stmt(s.insert)
+			if err := s.beginTx(tx); err != nil {
+				return err
+			}
 		}
-		res, err := s.txInsert.Exec(r.AccountID, r.DeviceID, r.Stream, int64(r.Seq), r.TS.UnixNano(), boolInt(r.Wide), []byte(r.Data), ms(r.CreatedAt))
+		// The batch may be retried job by job after another job failed: the last run's
+		// answer is the one that committed.
+		stored = false
+		k := seenKey{account: r.AccountID, device: r.DeviceID, stream: r.Stream}
+		var err error
+		if k.binding, err = s.bindingOf(r.AccountID, r.DeviceID); err != nil {
+			return err
+		}
+		st, err := s.seen.get(k, s.load)
 		if err != nil {
 			return fmt.Errorf("append sync entry: %w", err)
 		}
-		n, _ := res.RowsAffected()
-		// The batch may be retried job by job after another job failed: the last run's
-		// answer is the one that committed.
-		stored = n == 1
-		if stored {
-			if r.Cursor, err = res.LastInsertId(); err != nil {
-				return fmt.Errorf("append sync entry: cursor: %w", err)
-			}
+		if !s.seen.isNew(st, r.Seq) {
+			return nil
 		}
+		res, err := s.txInsert.Exec(r.AccountID, r.DeviceID, k.binding, r.Stream, int64(r.Seq), r.TS.UnixNano(), boolInt(r.Wide), []byte(r.Data), ms(r.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("append sync entry: %w", err)
+		}
+		if r.Cursor, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("append sync entry: cursor: %w", err)
+		}
+		s.seen.stored(st, r.Seq, r.Cursor)
+		stored = true
 		return nil
 	}, committed)
 	if err != nil {

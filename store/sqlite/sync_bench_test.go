@@ -26,7 +26,7 @@ func BenchmarkAppendSync(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			s, err := db.SyncLog()
+			s, err := db.SyncLog(context.Background())
 			if err != nil {
 				b.Fatal(err)
 			}

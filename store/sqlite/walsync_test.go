@@ -116,7 +116,7 @@ func TestFullStoreFlushesTheWAL(t *testing.T) {
 // loss could take back.
 func TestSampleAnsweredOnlyAfterTheFlush(t *testing.T) {
 	db := openTemp(t, time.Second)
-	s, err := db.SyncLog()
+	s, err := db.SyncLog(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

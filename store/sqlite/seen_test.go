@@ -1,0 +1,352 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/devicehub/devicehub/hub"
+)
+
+// TestSeqRunsKnowEverySeqStored: against a plain set, in random order with many repeats,
+// the runs say "stored" for exactly the seqs added, stay sorted and apart, and come back the
+// same from their saved form.
+func TestSeqRunsKnowEverySeqStored(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		st := &seqRuns{}
+		want := map[uint64]bool{}
+		span := uint64(2 + rng.IntN(400))
+		for range rng.IntN(600) {
+			seq := 1 + rng.Uint64N(span)
+			if st.has(seq) != want[seq] {
+				t.Fatalf("round %d: has(%d) = %v before adding, want %v (runs %v)", round, seq, st.has(seq), want[seq], st.runs)
+			}
+			if !want[seq] {
+				st.add(seq)
+				want[seq] = true
+			}
+		}
+		if st.floor != 0 {
+			t.Fatalf("round %d: floor %d with at most %d runs possible", round, st.floor, span/2+1)
+		}
+		for seq := uint64(1); seq <= span+1; seq++ {
+			if st.has(seq) != want[seq] {
+				t.Fatalf("round %d: has(%d) = %v, want %v (runs %v)", round, seq, st.has(seq), want[seq], st.runs)
+			}
+		}
+		for i := 1; i < len(st.runs); i++ {
+			if st.runs[i-1].hi+1 >= st.runs[i].lo {
+				t.Fatalf("round %d: runs %v and %v touch or overlap", round, st.runs[i-1], st.runs[i])
+			}
+		}
+		floor, runs, err := decodeRuns(st.encode())
+		if err != nil || floor != st.floor || fmt.Sprint(runs) != fmt.Sprint(st.runs) {
+			t.Fatalf("round %d: decoded %d %v, %v; want %d %v", round, floor, runs, err, st.floor, st.runs)
+		}
+	}
+}
+
+// TestSeqRunsForgetTheOldestHoles: a stream with more holes than maxSeqRuns keeps the newest
+// runs exact; below its floor a seq is no longer checked (so it is stored rather than
+// dropped unseen).
+func TestSeqRunsForgetTheOldestHoles(t *testing.T) {
+	st := &seqRuns{}
+	const n = maxSeqRuns + 10
+	for i := uint64(1); i <= n; i++ {
+		st.add(2 * i) // 2, 4, 6, …: a hole below each
+	}
+	if len(st.runs) != maxSeqRuns {
+		t.Fatalf("%d runs, want %d", len(st.runs), maxSeqRuns)
+	}
+	// The oldest ten runs (2..20) and their holes are forgotten.
+	if st.floor != 21 {
+		t.Fatalf("floor %d, want 21", st.floor)
+	}
+	if st.checkable(20) || st.checkable(3) || !st.checkable(22) {
+		t.Fatal("seqs at or below the floor must be unchecked, those above checked")
+	}
+	if !st.has(22) || st.has(23) || !st.has(2*n) {
+		t.Fatalf("above the floor the runs must be exact: %v", st.runs[:3])
+	}
+	s := newSeenSet()
+	if !s.isNew(st, 4) {
+		t.Fatal("a seq below the floor must be stored, not dropped as a duplicate")
+	}
+	if s.isNew(st, 2*n) {
+		t.Fatal("a seq above the floor that was stored must be a duplicate")
+	}
+}
+
+func TestDecodeRunsRefusesMalformedRows(t *testing.T) {
+	for _, b := range [][]byte{
+		{},                 // nothing
+		{0},                // no count
+		{0, 1, 0, 0},       // a run starting at the floor
+		{0, 2, 1, 0, 1, 0}, // two runs touching
+		{0, 1, 1, 0, 9},    // trailing bytes
+	} {
+		if _, _, err := decodeRuns(b); err == nil {
+			t.Errorf("decodeRuns(%v) accepted", b)
+		}
+	}
+}
+
+func sample(dev string, seq uint64) hub.SyncRecord {
+	return hub.SyncRecord{AccountID: "acc", DeviceID: dev, Stream: "steps", Seq: seq,
+		TS: time.Unix(1_700_000_000, 0), Data: json.RawMessage(`{"count":1}`), CreatedAt: time.Unix(1_700_000_000, 0)}
+}
+
+func appendAll(t *testing.T, s *SyncLog, dev string, seqs ...uint64) (stored []uint64) {
+	t.Helper()
+	for _, seq := range seqs {
+		ok, err := s.AppendSync(context.Background(), sample(dev, seq))
+		if err != nil {
+			t.Fatalf("%s seq %d: %v", dev, seq, err)
+		}
+		if ok {
+			stored = append(stored, seq)
+		}
+	}
+	return stored
+}
+
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func countLog(t *testing.T, db *DB) int {
+	t.Helper()
+	var n int
+	if err := db.reader.QueryRow(`SELECT COUNT(*) FROM sync_log`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDuplicateCheckSurvivesACrash: the files of a running store, taken as a crash would
+// leave them (part of the duplicate check saved, the newest part only in the log), open to
+// a store that still stores every seq once: what was saved is read back, what was not is
+// found in the log after the mark.
+func TestDuplicateCheckSurvivesACrash(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "hub.db")
+	// No checkpoints: the database file stays as it was at open, the WAL holds every commit.
+	// No saving loop: the test saves when it means to.
+	db, err := Open(ctx, path, Options{checkpointEvery: -1, seenSaveEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := db.SyncLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := appendAll(t, s, "dev-a", seqRange(1, 30)...); len(got) != 30 {
+		t.Fatalf("stored %d of 30 new seqs", len(got))
+	}
+	appendAll(t, s, "dev-b", 5, 7, 9)
+	if err := s.saveSeen(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := appendAll(t, s, "dev-a", seqRange(25, 60)...); fmt.Sprint(got) != fmt.Sprint(seqRange(31, 60)) {
+		t.Fatalf("after a save: stored %v, want 31..60", got)
+	}
+	appendAll(t, s, "dev-b", 6, 20)
+	crash := filepath.Join(t.TempDir(), "hub.db")
+	copyFile(t, path, crash)
+	copyFile(t, path+"-wal", crash+"-wal")
+
+	db2, err := Open(ctx, crash, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	var mark, last int64
+	if err := db2.reader.QueryRow(`SELECT through FROM sync_seen_mark`).Scan(&mark); err != nil {
+		t.Fatal(err)
+	}
+	if err := db2.reader.QueryRow(`SELECT MAX(cursor) FROM sync_log`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	if mark >= last {
+		t.Fatalf("the crash image's mark %d covers the whole log (%d): the test would not read the log", mark, last)
+	}
+	s2, err := db2.SyncLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	before := countLog(t, db2)
+	if got := appendAll(t, s2, "dev-a", seqRange(1, 61)...); fmt.Sprint(got) != "[61]" {
+		t.Fatalf("dev-a resent 1..61 after the crash: stored %v, want only [61]", got)
+	}
+	if got := appendAll(t, s2, "dev-b", seqRange(1, 21)...); fmt.Sprint(got) != "[1 2 3 4 8 10 11 12 13 14 15 16 17 18 19 21]" {
+		t.Fatalf("dev-b resent 1..21 after the crash: stored %v, want the holes of 5 6 7 9 20", got)
+	}
+	if n := countLog(t, db2); n != before+17 {
+		t.Fatalf("log has %d entries, want %d", n, before+17)
+	}
+}
+
+// TestDuplicateCheckAfterACleanRestart: Close saves everything, so the next start reads none
+// of the log and still knows every seq.
+func TestDuplicateCheckAfterACleanRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hub.db")
+	db, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := db.SyncLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, s, "dev-a", seqRange(1, 100)...)
+	s.Close()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mark, last int64
+	_ = db.reader.QueryRow(`SELECT through FROM sync_seen_mark`).Scan(&mark)
+	_ = db.reader.QueryRow(`SELECT MAX(cursor) FROM sync_log`).Scan(&last)
+	if mark != last {
+		t.Fatalf("after Close the mark is %d, the log ends at %d", mark, last)
+	}
+	s, err = db.SyncLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := appendAll(t, s, "dev-a", seqRange(90, 101)...); fmt.Sprint(got) != "[101]" {
+		t.Fatalf("resent 90..101 after a restart: stored %v, want [101]", got)
+	}
+}
+
+// TestDuplicateCheckReadsEvictedStreamsBack: with room for one stream in memory, streams
+// saved and unused are dropped and read back from sync_seen when used again, exactly.
+func TestDuplicateCheckReadsEvictedStreamsBack(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "hub.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := db.SyncLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	resident := func() (n int) {
+		_ = s.group.do(ctx, func(*sql.Tx) error { n = len(s.seen.streams); return nil })
+		return n
+	}
+	_ = s.group.do(ctx, func(*sql.Tx) error { s.seen.resident = 1; return nil })
+	for d := range 5 {
+		appendAll(t, s, fmt.Sprint("dev-", d), 1, 2, 3, 10)
+	}
+	for range 3 { // saved, then unused for a round: dropped
+		if err := s.saveSeen(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := resident(); n > 1 {
+		t.Fatalf("%d streams in memory with room for 1", n)
+	}
+	for d := range 5 {
+		if got := appendAll(t, s, fmt.Sprint("dev-", d), seqRange(1, 11)...); fmt.Sprint(got) != "[4 5 6 7 8 9 11]" {
+			t.Fatalf("dev-%d after its stream was dropped: stored %v, want [4 5 6 7 8 9 11]", d, got)
+		}
+	}
+}
+
+// TestSampleOfAFailedBatchIsStoredWhenRetried: when another job fails the batch a sample was
+// in, the batch is retried job by job; the sample stored by the failed transaction must not
+// count as seen, or its retry would be taken for a duplicate and acknowledged unstored.
+func TestSampleOfAFailedBatchIsStoredWhenRetried(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "hub.db"), Options{seenSaveEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := db.SyncLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Hold the committer, so the sample and the bad job queue up for one batch.
+	release, running := make(chan struct{}), make(chan struct{})
+	held, err := s.group.submit(ctx, func(*sql.Tx) error { close(running); <-release; return nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-running
+	wait, err := s.AppendSyncAsync(ctx, sample("dev-a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.AppendSyncAsync(ctx, sample("dev-a", 1)) // a redelivery in the same batch
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := fmt.Errorf("this job's data is bad")
+	failed, err := s.group.submit(ctx, func(*sql.Tx) error { return bad }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := held(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := failed(ctx); err != bad {
+		t.Fatalf("bad job: %v", err)
+	}
+	stored, err := wait(ctx)
+	if err != nil || !stored {
+		t.Fatalf("the sample of the failed batch: stored %v, %v; want stored", stored, err)
+	}
+	if dup, err := again(ctx); err != nil || dup {
+		t.Fatalf("its redelivery: stored %v, %v; want a duplicate", dup, err)
+	}
+	if n := countLog(t, db); n != 1 {
+		t.Fatalf("log has %d entries, want 1", n)
+	}
+}
