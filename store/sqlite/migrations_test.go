@@ -12,13 +12,10 @@ import (
 	"github.com/pressly/goose/v3"
 )
 
-// TestSyncBindingMigrationKeepsCursors: rebuilding sync_log for the binding column (00007)
-// keeps every entry under its cursor and the AUTOINCREMENT high-water mark, so a cursor that
-// retention already deleted is never handed out again (a controller holding it would skip
-// the new entry).
-func TestSyncBindingMigrationKeepsCursors(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "devicehub.db")
+// migrateTo brings a new database at path only up to version, without the store, and runs
+// stmts on it: the data an older hub left.
+func migrateTo(t *testing.T, path string, version int64, stmts ...string) {
+	t.Helper()
 	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
 	if err != nil {
 		t.Fatal(err)
@@ -31,21 +28,31 @@ func TestSyncBindingMigrationKeepsCursors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.UpTo(ctx, 6); err != nil {
+	if _, err := p.UpTo(context.Background(), version); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{
-		`INSERT INTO sync_log(cursor, account_id, device_id, stream, seq, ts, wide, data, created_at) VALUES(7, 'acc_a', 'dev_b', 'steps', 1, 1, 0, X'7B7D', 1)`,
-		`INSERT INTO sync_log(cursor, account_id, device_id, stream, seq, ts, wide, data, created_at) VALUES(40, 'acc_a', 'dev_b', 'steps', 2, 2, 0, X'7B7D', 2)`,
-		`DELETE FROM sync_log WHERE cursor = 40`, // pruned: 40 must never come back
-	} {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
+	for _, q := range stmts {
+		if _, err := raw.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
 	if err := raw.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSyncBindingMigrationKeepsCursors: rebuilding sync_log for the binding column (00007)
+// keeps every entry under its cursor and the AUTOINCREMENT high-water mark, so a cursor that
+// retention already deleted is never handed out again (a controller holding it would skip
+// the new entry).
+func TestSyncBindingMigrationKeepsCursors(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "devicehub.db")
+	migrateTo(t, path, 6,
+		`INSERT INTO sync_log(cursor, account_id, device_id, stream, seq, ts, wide, data, created_at) VALUES(7, 'acc_a', 'dev_b', 'steps', 1, 1, 0, X'7B7D', 1)`,
+		`INSERT INTO sync_log(cursor, account_id, device_id, stream, seq, ts, wide, data, created_at) VALUES(40, 'acc_a', 'dev_b', 'steps', 2, 2, 0, X'7B7D', 2)`,
+		`DELETE FROM sync_log WHERE cursor = 40`, // pruned: 40 must never come back
+	)
 	db, err := Open(ctx, path, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -70,46 +77,14 @@ func TestSyncBindingMigrationKeepsCursors(t *testing.T) {
 // every entry and the AUTOINCREMENT high-water mark, and the first start reads the whole log
 // into the duplicate check, so a seq stored before the upgrade is still stored once.
 func TestSeenMigrationKeepsTheDuplicateCheck(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "devicehub.db")
-	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, raw, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 10); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	migrateTo(t, path, 10,
 		`INSERT INTO sync_log(cursor, account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES(5, 'acc', 'dev-a', 0, 'steps', 1, 1, 0, X'7B7D', 1)`,
 		`INSERT INTO sync_log(cursor, account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES(6, 'acc', 'dev-a', 0, 'steps', 3, 1, 0, X'7B7D', 1)`,
 		`INSERT INTO sync_log(cursor, account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES(40, 'acc', 'dev-a', 0, 'steps', 9, 1, 0, X'7B7D', 1)`,
 		`DELETE FROM sync_log WHERE cursor = 40`, // pruned: 40 must never come back
-	} {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	if err := raw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	s, err := db.SyncLog(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	)
+	db, s := openSyncLog(t, path, Options{})
 	if got := appendAll(t, s, "dev-a", 1, 2, 3, 4); fmt.Sprint(got) != "[2 4]" {
 		t.Fatalf("seqs 1..4 after the upgrade: stored %v, want [2 4]", got)
 	}

@@ -99,6 +99,23 @@ func TestDecodeRunsRefusesMalformedRows(t *testing.T) {
 	}
 }
 
+// openSyncLog opens the store at path and its sync log, both closed when the test ends
+// (the sync log first, as the app does).
+func openSyncLog(t *testing.T, path string, opts Options) (*DB, *SyncLog) {
+	t.Helper()
+	db, err := Open(context.Background(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	s, err := db.SyncLog(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return db, s
+}
+
 func sample(dev string, seq uint64) hub.SyncRecord {
 	return hub.SyncRecord{AccountID: "acc", DeviceID: dev, Stream: "steps", Seq: seq,
 		TS: time.Unix(1_700_000_000, 0), Data: json.RawMessage(`{"count":1}`), CreatedAt: time.Unix(1_700_000_000, 0)}
@@ -135,6 +152,18 @@ func countLog(t *testing.T, db *DB) int {
 	return n
 }
 
+// markAndEnd is the duplicate check's saved mark and the log's newest cursor.
+func markAndEnd(t *testing.T, db *DB) (mark, last int64) {
+	t.Helper()
+	if err := db.reader.QueryRow(`SELECT through FROM sync_seen_mark`).Scan(&mark); err != nil {
+		t.Fatalf("seen mark: %v", err)
+	}
+	if err := db.reader.QueryRow(`SELECT MAX(cursor) FROM sync_log`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	return mark, last
+}
+
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	src, err := os.Open(from)
@@ -164,16 +193,7 @@ func TestDuplicateCheckSurvivesACrash(t *testing.T) {
 	path := filepath.Join(dir, "hub.db")
 	// No checkpoints: the database file stays as it was at open, the WAL holds every commit.
 	// No saving loop: the test saves when it means to.
-	db, err := Open(ctx, path, Options{checkpointEvery: -1, seenSaveEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	s, err := db.SyncLog(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s := openSyncLog(t, path, Options{checkpointEvery: -1, seenSaveEvery: -1})
 	if got := appendAll(t, s, "dev-a", seqRange(1, 30)...); len(got) != 30 {
 		t.Fatalf("stored %d of 30 new seqs", len(got))
 	}
@@ -194,13 +214,7 @@ func TestDuplicateCheckSurvivesACrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	var mark, last int64
-	if err := db2.reader.QueryRow(`SELECT through FROM sync_seen_mark`).Scan(&mark); err != nil {
-		t.Fatal(err)
-	}
-	if err := db2.reader.QueryRow(`SELECT MAX(cursor) FROM sync_log`).Scan(&last); err != nil {
-		t.Fatal(err)
-	}
+	mark, last := markAndEnd(t, db2)
 	if mark >= last {
 		t.Fatalf("the crash image's mark %d covers the whole log (%d): the test would not read the log", mark, last)
 	}
@@ -244,9 +258,7 @@ func TestDuplicateCheckAfterACleanRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var mark, last int64
-	_ = db.reader.QueryRow(`SELECT through FROM sync_seen_mark`).Scan(&mark)
-	_ = db.reader.QueryRow(`SELECT MAX(cursor) FROM sync_log`).Scan(&last)
+	mark, last := markAndEnd(t, db)
 	if mark != last {
 		t.Fatalf("after Close the mark is %d, the log ends at %d", mark, last)
 	}
@@ -264,16 +276,7 @@ func TestDuplicateCheckAfterACleanRestart(t *testing.T) {
 // saved and unused are dropped and read back from sync_seen when used again, exactly.
 func TestDuplicateCheckReadsEvictedStreamsBack(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "hub.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	s, err := db.SyncLog(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s := openSyncLog(t, filepath.Join(t.TempDir(), "hub.db"), Options{})
 	resident := func() (n int) {
 		_ = s.group.do(ctx, func(*sql.Tx) error { n = len(s.seen.streams); return nil })
 		return n
@@ -302,16 +305,7 @@ func TestDuplicateCheckReadsEvictedStreamsBack(t *testing.T) {
 // count as seen, or its retry would be taken for a duplicate and acknowledged unstored.
 func TestSampleOfAFailedBatchIsStoredWhenRetried(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "hub.db"), Options{seenSaveEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	s, err := db.SyncLog(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	db, s := openSyncLog(t, filepath.Join(t.TempDir(), "hub.db"), Options{seenSaveEvery: -1})
 	// Hold the committer, so the sample and the bad job queue up for one batch.
 	release, running := make(chan struct{}), make(chan struct{})
 	held, err := s.group.submit(ctx, func(*sql.Tx) error { close(running); <-release; return nil }, nil)
