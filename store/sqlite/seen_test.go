@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -155,7 +156,8 @@ func countLog(t *testing.T, db *DB) int {
 // markAndEnd is the duplicate check's saved mark and the log's newest cursor.
 func markAndEnd(t *testing.T, db *DB) (mark, last int64) {
 	t.Helper()
-	if err := db.reader.QueryRow(`SELECT through FROM sync_seen_mark`).Scan(&mark); err != nil {
+	// No row yet: nothing saved.
+	if err := db.reader.QueryRow(`SELECT through FROM sync_seen_mark`).Scan(&mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		t.Fatalf("seen mark: %v", err)
 	}
 	if err := db.reader.QueryRow(`SELECT MAX(cursor) FROM sync_log`).Scan(&last); err != nil {
@@ -343,4 +345,50 @@ func TestSampleOfAFailedBatchIsStoredWhenRetried(t *testing.T) {
 	if n := countLog(t, db); n != 1 {
 		t.Fatalf("log has %d entries, want 1", n)
 	}
+}
+
+// TestPartialSaveMarksOnlyWhatItSaved: a round that saves only the oldest changed streams
+// (seenSaveBatch at a time) must leave the mark before the first change it did not save;
+// otherwise a crash then would forget the unsaved streams' seqs and store their resends
+// twice.
+func TestPartialSaveMarksOnlyWhatItSaved(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hub.db")
+	_, s := openSyncLog(t, path, Options{checkpointEvery: -1, seenSaveEvery: -1})
+	for d := range 5 {
+		appendAll(t, s, fmt.Sprint("dev-", d), 1, 2, 3)
+	}
+	appendAll(t, s, "dev-0", 4) // dev-0 stays the oldest change, saved first
+	if err := s.group.do(ctx, func(tx *sql.Tx) error { return s.seen.save(ctx, tx, 2) }); err != nil {
+		t.Fatal(err)
+	}
+	crash := filepath.Join(t.TempDir(), "hub.db")
+	copyFile(t, path, crash)
+	copyFile(t, path+"-wal", crash+"-wal")
+	db2, s2 := openSyncLog(t, crash, Options{})
+	var saved int
+	if err := db2.reader.QueryRow(`SELECT COUNT(*) FROM sync_seen`).Scan(&saved); err != nil || saved != 2 {
+		t.Fatalf("%d streams saved (%v), want the 2 oldest", saved, err)
+	}
+	for d := range 5 {
+		if got := appendAll(t, s2, fmt.Sprint("dev-", d), 1, 2, 3, 4, 5); fmt.Sprint(got) != map[bool]string{true: "[5]", false: "[4 5]"}[d == 0] {
+			t.Fatalf("dev-%d resent 1..5 after the crash: stored %v", d, got)
+		}
+	}
+}
+
+// TestSavingLoopKeepsTheMarkUpToDate: left to itself, the store saves the duplicate check
+// every round, so a start after a crash reads little of the log.
+func TestSavingLoopKeepsTheMarkUpToDate(t *testing.T) {
+	db, s := openSyncLog(t, filepath.Join(t.TempDir(), "hub.db"), Options{seenSaveEvery: 5 * time.Millisecond})
+	appendAll(t, s, "dev-a", seqRange(1, 50)...)
+	// Bounded: a round every 5 ms; on a slow machine up to 20 s.
+	for range 4000 {
+		if mark, last := markAndEnd(t, db); mark == last {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mark, last := markAndEnd(t, db)
+	t.Fatalf("the saving loop left the mark at %d, the log ends at %d", mark, last)
 }
