@@ -22,8 +22,8 @@ import (
 //     a batch that fails and is retried job by job decides afresh.
 //   - Changed streams are saved in bulk into sync_seen, a few hundred per round, beside the
 //     samples' commits. sync_seen_mark records a log cursor through which the saved rows are
-//     complete; Open adds what the log holds after it (a crash loses no seq: replaying one
-//     already saved changes nothing).
+//     complete; SyncLog adds what the log holds after it and saves that at once (a crash
+//     loses no seq: replaying one already saved changes nothing).
 //   - A stream not in memory is read from sync_seen when a sample needs it, so memory holds
 //     the streams in use, not every stream ever seen (maxResidentStreams).
 //

@@ -365,10 +365,23 @@ func TestPartialSaveMarksOnlyWhatItSaved(t *testing.T) {
 	crash := filepath.Join(t.TempDir(), "hub.db")
 	copyFile(t, path, crash)
 	copyFile(t, path+"-wal", crash+"-wal")
-	db2, s2 := openSyncLog(t, crash, Options{})
+	db2, err := Open(ctx, crash, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
 	var saved int
 	if err := db2.reader.QueryRow(`SELECT COUNT(*) FROM sync_seen`).Scan(&saved); err != nil || saved != 2 {
 		t.Fatalf("%d streams saved (%v), want the 2 oldest", saved, err)
+	}
+	s2, err := db2.SyncLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	// What the start read from the log is saved at once.
+	if mark, last := markAndEnd(t, db2); mark != last {
+		t.Fatalf("after the start the mark is %d, the log ends at %d", mark, last)
 	}
 	for d := range 5 {
 		if got := appendAll(t, s2, fmt.Sprint("dev-", d), 1, 2, 3, 4, 5); fmt.Sprint(got) != map[bool]string{true: "[5]", false: "[4 5]"}[d == 0] {

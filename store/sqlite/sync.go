@@ -78,6 +78,16 @@ func (db *DB) SyncLog(ctx context.Context) (*SyncLog, error) {
 	}
 	s.group = newGroupCommitter(db, "sync.append", 1024)
 	s.group.afterTx = seen.afterTx
+	// What was read from the log (after a crash: a few rounds' worth; after the upgrade to
+	// 00011: all of it) is saved at once, so the rounds start from a short list and streams
+	// can be dropped from memory.
+	if len(seen.dirty) > 0 {
+		if err := s.saveSeen(ctx, 0); err != nil {
+			s.group.close()
+			s.closeStmts()
+			return nil, err
+		}
+	}
 	go s.saveLoop()
 	return s, nil
 }
