@@ -12,9 +12,9 @@ import (
 	"github.com/pressly/goose/v3"
 )
 
-// migrateTo brings a new database at path only up to version, without the store, and runs
-// stmts on it: the data an older hub left.
-func migrateTo(t *testing.T, path string, version int64, stmts ...string) {
+// gooseOn opens path without the store, with the embedded migrations, for a test to move it
+// to a version of its choosing.
+func gooseOn(t *testing.T, path string) (*sql.DB, *goose.Provider) {
 	t.Helper()
 	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
 	if err != nil {
@@ -28,6 +28,14 @@ func migrateTo(t *testing.T, path string, version int64, stmts ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return raw, p
+}
+
+// migrateTo brings a new database at path only up to version, without the store, and runs
+// stmts on it: the data an older hub left.
+func migrateTo(t *testing.T, path string, version int64, stmts ...string) {
+	t.Helper()
+	raw, p := gooseOn(t, path)
 	if _, err := p.UpTo(context.Background(), version); err != nil {
 		t.Fatal(err)
 	}
@@ -109,5 +117,37 @@ func TestSeenMigrationKeepsTheDuplicateCheck(t *testing.T) {
 	}
 	if !strings.Contains(plan, "sync_log_location") {
 		t.Fatalf("latest location plan %q does not use sync_log_location", plan)
+	}
+}
+
+// TestSeenMigrationGoesBack: 00011 can be rolled back (an older hub binary on the same file):
+// the unique key comes back, a seq stored twice (possible below a stream's forgotten holes)
+// is kept once under its first cursor, and applying 00011 again reads the log afresh.
+func TestSeenMigrationGoesBack(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "devicehub.db")
+	migrateTo(t, path, 11,
+		`INSERT INTO sync_log(cursor, account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES(5, 'acc', 'dev-a', 0, 'steps', 1, 1, 0, X'7B7D', 1)`,
+		`INSERT INTO sync_log(cursor, account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES(6, 'acc', 'dev-a', 0, 'steps', 1, 1, 0, X'7B7D', 1)`,
+		`INSERT INTO sync_log(cursor, account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES(7, 'acc', 'dev-a', 0, 'steps', 2, 1, 0, X'7B7D', 1)`,
+		`INSERT INTO sync_seen_mark(id, through) VALUES(1, 7)`,
+	)
+	raw, p := gooseOn(t, path)
+	if _, err := p.DownTo(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	var cursors string
+	if err := raw.QueryRow(`SELECT group_concat(cursor) FROM (SELECT cursor FROM sync_log ORDER BY cursor)`).Scan(&cursors); err != nil || cursors != "5,7" {
+		t.Fatalf("cursors after the rollback: %q, %v; want 5,7", cursors, err)
+	}
+	if _, err := raw.Exec(`INSERT INTO sync_log(account_id, device_id, binding, stream, seq, ts, wide, data, created_at) VALUES('acc', 'dev-a', 0, 'steps', 2, 1, 0, X'7B7D', 1)`); err == nil {
+		t.Fatal("the unique key did not come back")
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, s := openSyncLog(t, path, Options{})
+	if got := appendAll(t, s, "dev-a", 1, 2, 3); fmt.Sprint(got) != "[3]" {
+		t.Fatalf("after rolling back and forth: stored %v, want [3]", got)
 	}
 }

@@ -166,6 +166,22 @@ func markAndEnd(t *testing.T, db *DB) (mark, last int64) {
 	return mark, last
 }
 
+// openCrashImage opens a copy of the files of the store at path as a crash would leave them
+// (the database file and its WAL, no shared memory). The store must run without checkpoints,
+// so that the database file does not change while it is copied.
+func openCrashImage(t *testing.T, path string) *DB {
+	t.Helper()
+	crash := filepath.Join(t.TempDir(), "hub.db")
+	copyFile(t, path, crash)
+	copyFile(t, path+"-wal", crash+"-wal")
+	db, err := Open(context.Background(), crash, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	src, err := os.Open(from)
@@ -207,15 +223,7 @@ func TestDuplicateCheckSurvivesACrash(t *testing.T) {
 		t.Fatalf("after a save: stored %v, want 31..60", got)
 	}
 	appendAll(t, s, "dev-b", 6, 20)
-	crash := filepath.Join(t.TempDir(), "hub.db")
-	copyFile(t, path, crash)
-	copyFile(t, path+"-wal", crash+"-wal")
-
-	db2, err := Open(ctx, crash, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db2.Close()
+	db2 := openCrashImage(t, path)
 	mark, last := markAndEnd(t, db2)
 	if mark >= last {
 		t.Fatalf("the crash image's mark %d covers the whole log (%d): the test would not read the log", mark, last)
@@ -362,14 +370,7 @@ func TestPartialSaveMarksOnlyWhatItSaved(t *testing.T) {
 	if err := s.group.do(ctx, func(tx *sql.Tx) error { return s.seen.save(ctx, tx, 2) }); err != nil {
 		t.Fatal(err)
 	}
-	crash := filepath.Join(t.TempDir(), "hub.db")
-	copyFile(t, path, crash)
-	copyFile(t, path+"-wal", crash+"-wal")
-	db2, err := Open(ctx, crash, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db2.Close()
+	db2 := openCrashImage(t, path)
 	var saved int
 	if err := db2.reader.QueryRow(`SELECT COUNT(*) FROM sync_seen`).Scan(&saved); err != nil || saved != 2 {
 		t.Fatalf("%d streams saved (%v), want the 2 oldest", saved, err)
