@@ -59,7 +59,12 @@ func (db *DB) SyncLog(ctx context.Context) (*SyncLog, error) {
 		return nil, err
 	}
 	s := &SyncLog{db: db, seen: seen, stop: make(chan struct{}), saver: make(chan struct{}), bindings: map[[2]string]int64{}, bindingsOf: -1}
-	s.load = func(k seenKey) ([]byte, error) { return scanRuns(s.txLoadRun.QueryRow(runsArgs(k)...)) }
+	s.load = func(k seenKey) ([]byte, error) {
+		if s.txLoadRun == nil {
+			s.txLoadRun = s.txOf.Stmt(s.loadRun)
+		}
+		return scanRuns(s.txLoadRun.QueryRow(runsArgs(k)...))
+	}
 	// Prepared once on the single writer connection; each batch's transaction reuses them.
 	for _, p := range []struct {
 		st **sql.Stmt
@@ -165,7 +170,9 @@ func boolInt(b bool) int {
 // beginTx binds the statements to the committer's new transaction and drops the cached
 // bindings if any device's binding changed since they were read.
 func (s *SyncLog) beginTx(tx *sql.Tx) error {
-	s.txOf, s.txInsert, s.txBinding, s.txLoadRun = tx, tx.Stmt(s.insert), tx.Stmt(s.binding), tx.Stmt(s.loadRun)
+	// The binding and run reads are bound only when a transaction needs them (a device or
+	// stream not in memory): most need neither.
+	s.txOf, s.txInsert, s.txBinding, s.txLoadRun = tx, tx.Stmt(s.insert), nil, nil
 	var n int64
 	if err := tx.Stmt(s.changes).QueryRow().Scan(&n); err != nil {
 		return fmt.Errorf("append sync entry: binding changes: %w", err)
@@ -185,6 +192,9 @@ func (s *SyncLog) bindingOf(account, device string) (int64, error) {
 		return b, nil
 	}
 	var b int64
+	if s.txBinding == nil {
+		s.txBinding = s.txOf.Stmt(s.binding)
+	}
 	if err := s.txBinding.QueryRow(account, device).Scan(&b); err != nil {
 		return 0, fmt.Errorf("append sync entry: binding: %w", err)
 	}
