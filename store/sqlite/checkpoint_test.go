@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -144,5 +145,45 @@ func TestCheckpointerLeavesAnIdleStoreAlone(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // twenty intervals without a commit
 	if n := rounds.Load(); n != 1 {
 		t.Fatalf("%d rounds after one commit and twenty idle intervals, want 1", n)
+	}
+}
+
+// TestCheckpointerSaysOnceWhenItFails: rounds that keep failing are logged once, not four
+// times a second, and the recovery once. Its connection here opens a file in a folder that
+// does not exist yet, until the test makes it.
+func TestCheckpointerSaysOnceWhenItFails(t *testing.T) {
+	var log logLines
+	dir := filepath.Join(t.TempDir(), "later")
+	own, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := openTemp(t, time.Second).writer
+	c := newCheckpointer(own, writer, slog.New(slog.NewTextHandler(&log, nil)), func(string, time.Time) {}, 2*time.Millisecond)
+	defer c.close()
+	const failed, recovered = "store checkpoint failed; retrying every round", "store checkpoints work again"
+	// Rounds run only after commits: count one before each look.
+	waitFor := func(what string) {
+		t.Helper()
+		for range 5000 { // bounded: a round every 2 ms, up to 25 s on a slow machine
+			c.committed()
+			if log.count(what) > 0 {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("%q never logged", what)
+	}
+	waitFor(failed)
+	for range 10 { // more failing rounds
+		c.committed()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(recovered)
+	if n := log.count(failed); n != 1 {
+		t.Fatalf("the failing rounds were logged %d times, want once", n)
 	}
 }

@@ -1,15 +1,19 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -405,4 +409,66 @@ func TestSavingLoopKeepsTheMarkUpToDate(t *testing.T) {
 	}
 	mark, last := markAndEnd(t, db)
 	t.Fatalf("the saving loop left the mark at %d, the log ends at %d", mark, last)
+}
+
+// logLines is a log that a test can read while the store writes to it.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logLines) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.buf.String(), "msg=\""+msg+"\"")
+}
+
+// TestSavingLoopSaysOnceWhenItFails: rounds that keep failing are logged once, not four
+// times a second, and the recovery once; samples are stored all the while.
+func TestSavingLoopSaysOnceWhenItFails(t *testing.T) {
+	var log logLines
+	path := filepath.Join(t.TempDir(), "hub.db")
+	db, s := openSyncLog(t, path, Options{seenSaveEvery: 2 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	const failed, recovered = "duplicate check not saved; retrying every round", "duplicate check saved again"
+	wait := func(what string, n int) {
+		t.Helper()
+		for range 5000 { // bounded: a round every 2 ms, up to 25 s on a slow machine
+			if log.count(what) >= n {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("%q logged %d times, want %d", what, log.count(what), n)
+	}
+	appendAll(t, s, "dev-a", 1) // the stream is in memory from now on
+	// A round that cannot write its table fails; the samples' own commits do not need it.
+	if _, err := db.writer.Exec(`ALTER TABLE sync_seen RENAME TO sync_seen_away`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range uint64(19) {
+		appendAll(t, s, "dev-a", i+2) // each leaves a change to save
+		time.Sleep(3 * time.Millisecond)
+	}
+	wait(failed, 1)
+	if _, err := db.writer.Exec(`ALTER TABLE sync_seen_away RENAME TO sync_seen`); err != nil {
+		t.Fatal(err)
+	}
+	wait(recovered, 1)
+	if n := log.count(failed); n != 1 {
+		t.Fatalf("the failing rounds were logged %d times, want once", n)
+	}
+	if n := countLog(t, db); n != 20 {
+		t.Fatalf("%d samples stored while the rounds failed, want 20", n)
+	}
+	// The round that recovered saved what the failing ones could not.
+	if mark, last := markAndEnd(t, db); mark != last {
+		t.Fatalf("after the recovery the mark is %d, the log ends at %d", mark, last)
+	}
 }
