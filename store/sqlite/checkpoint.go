@@ -77,7 +77,9 @@ func (c *checkpointer) loop(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var seen uint64
-	failing := false
+	// Nothing is lost when a round fails: the next one copies what this one did not, and
+	// the WAL is only longer meanwhile.
+	fails := failures{log: c.log, failed: "store checkpoint failed; retrying every round", back: "store checkpoints work again"}
 	for {
 		select {
 		case <-ctx.Done():
@@ -90,18 +92,10 @@ func (c *checkpointer) loop(ctx context.Context, interval time.Duration) {
 		}
 		seen = n
 		_, err := c.round(ctx)
-		switch {
-		case err != nil && ctx.Err() != nil:
+		if err != nil && ctx.Err() != nil {
 			return
-		case err != nil && !failing:
-			// Nothing is lost: the next round copies what this one did not, and the WAL
-			// is only longer meanwhile. Said once, not four times a second.
-			c.log.Warn("store checkpoint failed; retrying every round", "err", err)
-			failing = true
-		case err == nil && failing:
-			c.log.Info("store checkpoints work again")
-			failing = false
 		}
+		fails.note(err)
 	}
 }
 

@@ -157,6 +157,12 @@ type pendingSeq struct {
 	seq uint64
 }
 
+// pendingEntry is a pendingSeq with the log cursor it was stored at.
+type pendingEntry struct {
+	pendingSeq
+	cursor int64
+}
+
 // seenSet is the duplicate check's memory. Only the sync committer's goroutine uses it
 // once SyncLog has been made.
 type seenSet struct {
@@ -165,10 +171,9 @@ type seenSet struct {
 	through int64
 	// dirty lists the streams with changes not in sync_seen, oldest change first.
 	dirty []*seqRuns
-	// pending is what the transaction under way stored, in order, with its cursors; inTx
-	// is the same as a set, for repeats within the transaction.
-	pending  []pendingSeq
-	cursors  []int64
+	// pending is what the transaction under way stored, in order; inTx is the same as a
+	// set, for repeats within the transaction.
+	pending  []pendingEntry
 	inTx     map[pendingSeq]struct{}
 	saving   int  // how many of dirty's first streams the transaction under way saves
 	saveRan  bool // whether it saves at all (a round)
@@ -219,8 +224,7 @@ func (s *seenSet) isNew(st *seqRuns, seq uint64) bool {
 // stored notes that the transaction under way stored seq at cursor.
 func (s *seenSet) stored(st *seqRuns, seq uint64, cursor int64) {
 	p := pendingSeq{st, seq}
-	s.pending = append(s.pending, p)
-	s.cursors = append(s.cursors, cursor)
+	s.pending = append(s.pending, pendingEntry{p, cursor})
 	s.inTx[p] = struct{}{}
 }
 
@@ -244,15 +248,15 @@ func (s *seenSet) afterTx(committed bool) {
 			st.dirtySince = 0
 		}
 		s.dirty = append(s.dirty[:0], s.dirty[s.saving:]...)
-		for i, p := range s.pending {
-			s.apply(p.st, p.seq, s.cursors[i])
+		for _, p := range s.pending {
+			s.apply(p.st, p.seq, p.cursor)
 		}
 		if s.saveRan {
 			s.evict()
 		}
 	}
 	s.saving, s.saveRan = 0, false
-	s.pending, s.cursors = s.pending[:0], s.cursors[:0]
+	s.pending = s.pending[:0]
 	clear(s.inTx)
 }
 

@@ -291,6 +291,25 @@ func (db *DB) commitTx(ctx context.Context, op string, fn func(*sql.Tx) error) e
 	return nil
 }
 
+// failures logs a run of failed rounds of a background loop once, and the first round that
+// works after it once, instead of a line for every round.
+type failures struct {
+	log          *slog.Logger
+	failed, back string
+	failing      bool
+}
+
+func (f *failures) note(err error) {
+	switch {
+	case err != nil && !f.failing:
+		f.log.Warn(f.failed, "error", err)
+		f.failing = true
+	case err == nil && f.failing:
+		f.log.Info(f.back)
+		f.failing = false
+	}
+}
+
 // connector opens connections of one driver with one DSN: sql.OpenDB with it gives the
 // writer pool its own driver (with its connect hook) without registering a driver name,
 // which is process-wide state.

@@ -114,24 +114,16 @@ func (s *SyncLog) saveLoop() {
 	}
 	t := time.NewTicker(s.db.seenSaveEvery)
 	defer t.Stop()
-	failing := false
+	// A failed round leaves the streams to the next one and loses nothing: the log still
+	// holds every seq after the mark, only a start would read more of it.
+	fails := failures{log: s.db.log, failed: "duplicate check not saved; retrying every round", back: "duplicate check saved again"}
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
 		}
-		// A failed round leaves the streams to the next one and loses nothing: the log
-		// still holds every seq after the mark, only a start would read more of it.
-		err := s.saveSeen(context.Background(), seenSaveBatch)
-		switch {
-		case err != nil && !failing:
-			s.db.log.Warn("duplicate check not saved; retrying every round", "error", err)
-			failing = true
-		case err == nil && failing:
-			s.db.log.Info("duplicate check saved again")
-			failing = false
-		}
+		fails.note(s.saveSeen(context.Background(), seenSaveBatch))
 	}
 }
 
