@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -179,6 +180,9 @@ type seenSet struct {
 	saveRan  bool // whether it saves at all (a round)
 	round    uint64
 	resident int // maxResidentStreams (a field so a test can make it small)
+	// due tells the saving loop, which runs on a goroutine of its own, that a round has
+	// work (a stream to save or to drop), so that an idle store takes no transaction.
+	due atomic.Bool
 }
 
 func newSeenSet() *seenSet {
@@ -258,7 +262,11 @@ func (s *seenSet) afterTx(committed bool) {
 	s.saving, s.saveRan = 0, false
 	s.pending = s.pending[:0]
 	clear(s.inTx)
+	s.noteDue()
 }
+
+// noteDue records whether a saving round has work.
+func (s *seenSet) noteDue() { s.due.Store(len(s.dirty) > 0 || len(s.streams) > s.resident) }
 
 // mark is the cursor through which sync_seen is complete once the first n dirty streams
 // are saved.
@@ -345,6 +353,7 @@ func loadSeen(ctx context.Context, db *sql.DB) (*seenSet, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("seen replay: %w", err)
 	}
+	s.noteDue()
 	return s, nil
 }
 

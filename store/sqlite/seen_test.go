@@ -472,3 +472,23 @@ func TestSavingLoopSaysOnceWhenItFails(t *testing.T) {
 		t.Fatalf("after the recovery the mark is %d, the log ends at %d", mark, last)
 	}
 }
+
+// TestSavingLoopLeavesAnIdleStoreAlone: with nothing to save, the saving rounds take no
+// transaction, so an idle hub's writer is not taken, its WAL not flushed and its
+// checkpointer not woken four times a second.
+func TestSavingLoopLeavesAnIdleStoreAlone(t *testing.T) {
+	db, s := openSyncLog(t, filepath.Join(t.TempDir(), "hub.db"), Options{checkpointEvery: -1, seenSaveEvery: 2 * time.Millisecond})
+	appendAll(t, s, "dev-a", 1, 2, 3)
+	// Bounded: the round that saves those comes within a few intervals.
+	for range 5000 {
+		if mark, last := markAndEnd(t, db); mark == last {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := db.ckpt.commits.Load()
+	time.Sleep(100 * time.Millisecond) // fifty intervals with nothing to save
+	if n := db.ckpt.commits.Load() - before; n != 0 {
+		t.Fatalf("%d commits in fifty idle saving intervals, want none", n)
+	}
+}

@@ -123,19 +123,16 @@ func (s *SyncLog) saveLoop() {
 			return
 		case <-t.C:
 		}
-		fails.note(s.saveSeen(context.Background(), seenSaveBatch))
+		if s.seen.due.Load() {
+			fails.note(s.saveSeen(context.Background(), seenSaveBatch))
+		}
 	}
 }
 
 // saveSeen saves up to limit changed streams of the duplicate check (all for limit ≤ 0) as
 // a job of the samples' committer, so it shares their commits and their order.
 func (s *SyncLog) saveSeen(ctx context.Context, limit int) error {
-	return s.group.do(ctx, func(tx *sql.Tx) error {
-		if limit > 0 && len(s.seen.dirty) == 0 && len(s.seen.streams) <= s.seen.resident {
-			return nil // nothing to save or drop
-		}
-		return s.seen.save(ctx, tx, limit)
-	})
+	return s.group.do(ctx, func(tx *sql.Tx) error { return s.seen.save(ctx, tx, limit) })
 }
 
 // Close saves the duplicate check and stops the committer (queued samples fail with
