@@ -147,6 +147,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 	if sync == "FULL" {
 		db.wal = newWALSync(path)
+		db.wal.observed = func(start time.Time) { db.observed(opWALFlush, start) }
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
@@ -249,6 +250,10 @@ func (db *DB) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// opWALFlush is the store operation that times each flush of the WAL (store.synchronous
+// FULL): one flush answers every commit made before it began.
+const opWALFlush = "wal.flush"
 
 // syncWAL returns once every transaction committed so far is on disk (store.synchronous
 // FULL); with NORMAL it returns at once.

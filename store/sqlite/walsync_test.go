@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -107,6 +108,53 @@ func TestFullStoreFlushesTheWAL(t *testing.T) {
 	defer normal.Close()
 	if normal.wal != nil {
 		t.Fatal("a NORMAL store flushes the WAL after commits")
+	}
+}
+
+// TestWALFlushesAreTimed: each flush of the WAL is reported as the store operation
+// "wal.flush" with how long the disk took (held here for a known time), so /metrics shows
+// the disk's share of an acknowledgement's latency; a NORMAL store, which does not flush
+// after commits, reports none.
+func TestWALFlushesAreTimed(t *testing.T) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		t.Run(mode, func(t *testing.T) {
+			db, err := Open(t.Context(), filepath.Join(t.TempDir(), "f.db"), Options{Synchronous: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var mu sync.Mutex
+			var flushes []time.Duration
+			db.SetObserver(func(op string, d time.Duration) {
+				if op == opWALFlush {
+					mu.Lock()
+					flushes = append(flushes, d)
+					mu.Unlock()
+				}
+			})
+			const held = 30 * time.Millisecond
+			if db.wal != nil {
+				real := db.wal.flushFn
+				db.wal.flushFn = func() error { time.Sleep(held); return real() }
+			}
+			if err := db.tx(t.Context(), "test.write", func(tx *sql.Tx) error {
+				_, err := tx.Exec(`CREATE TABLE timed (n INTEGER)`)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if mode == "NORMAL" {
+				if len(flushes) != 0 {
+					t.Fatalf("a NORMAL store reported flushes %v", flushes)
+				}
+				return
+			}
+			if len(flushes) != 1 || flushes[0] < held {
+				t.Fatalf("flushes %v, want one of at least %v", flushes, held)
+			}
+		})
 	}
 }
 
