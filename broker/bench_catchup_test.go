@@ -52,7 +52,7 @@ func catchUp(b *testing.B, backlog int) catchUpResult {
 		pubs[i] = benchConnect(b, h.MQTTURL(), bd.DeviceID, bd.DeviceID, bd.Secret, "", nil)
 	}
 	// The phone has never connected: everything is backlog.
-	res := drive(b, pubs, func(i int) string { return devices.TelemetryTopic(creds[i].DeviceID, devices.StreamSteps) }, backlog/bands, 0, newCollector())
+	res := drive(b, pubs, func(i int) string { return devices.TelemetryTopic(creds[i].DeviceID, devices.StreamSteps) }, backlog/bands, 0, nil)
 	if res.acked != backlog {
 		b.Fatalf("%d of %d samples acknowledged", res.acked, backlog)
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +53,16 @@ const (
 // load.
 func startLoad(tb testing.TB, spec loadSpec) func() clientRun {
 	tb.Helper()
-	c := newCollector()
+	names := make([]string, len(spec.Publishers))
+	for i, p := range spec.Publishers {
+		// How a subscriber's message names its publisher: the bare payload does not, so its
+		// topic does; the hub's sync entry names the band.
+		names[i] = p.Topic
+		if spec.Kind == loadHub {
+			names[i] = p.ID
+		}
+	}
+	c := newCollector(names, spec.PerPublisher)
 	onMsg := func(topic string, payload []byte) {
 		c.add(sampleOf(spec.Kind, topic, payload))
 	}
@@ -73,37 +81,54 @@ func startLoad(tb testing.TB, spec loadSpec) func() clientRun {
 	}
 }
 
-// sampleOf names the sample a subscriber's message carries (the collector's key) and when
-// it was taken. It finds the few fields it needs instead of decoding the whole message:
-// encoding/json took about a tenth of a core for the hub's sync entries at 20,000/s, on
-// the two cores the broker under test also runs on (README); both brokers' messages take
-// this path. A message it cannot read so is decoded in full.
-func sampleOf(kind, topic string, payload []byte) (key string, ts time.Time) {
+// sampleOf names the sample a subscriber's message carries (its publisher's name, as
+// collector knows it, and its seq) and when it was taken. It finds the few fields it needs
+// instead of decoding the whole message: encoding/json took about a tenth of a core for the
+// hub's sync entries at 20,000/s, on the two cores the broker under test also runs on
+// (README); both brokers' messages take this path. A message it cannot read so is decoded
+// in full.
+func sampleOf(kind, topic string, payload []byte) (name string, seq uint64, ts time.Time) {
 	if kind == loadHub {
 		// Device, seq and ts come before the sample's body (devices.SyncEntry), which has
 		// neither seq nor ts (devices.Telemetry.Body), so the first of each is the entry's.
 		head, _, _ := bytes.Cut(payload, []byte(`"data":`))
 		dev, ok1 := jsonScalar(head, `"device":`)
-		seq, ok2 := jsonScalar(head, `"seq":`)
+		n, ok2 := jsonUint(head, `"seq":`)
 		at, ok3 := jsonScalar(head, `"ts":`)
 		if t, err := time.Parse(time.RFC3339Nano, string(at)); err == nil && ok1 && ok2 && ok3 {
-			return string(dev) + " " + string(seq), t
+			return string(dev), n, t
 		}
 		var e devices.SyncEntry
 		_ = json.Unmarshal(payload, &e)
-		return e.Device + " " + strconv.FormatUint(e.Seq, 10), e.TS
+		return e.Device, e.Seq, e.TS
 	}
-	seq, ok1 := jsonScalar(payload, `"seq":`)
+	n, ok1 := jsonUint(payload, `"seq":`)
 	at, ok2 := jsonScalar(payload, `"ts":`)
 	if t, err := time.Parse(time.RFC3339Nano, string(at)); err == nil && ok1 && ok2 {
-		return topic + " " + string(seq), t
+		return topic, n, t
 	}
 	var v struct {
 		Seq uint64    `json:"seq"`
 		TS  time.Time `json:"ts"`
 	}
 	_ = json.Unmarshal(payload, &v)
-	return topic + " " + strconv.FormatUint(v.Seq, 10), v.TS
+	return topic, v.Seq, v.TS
+}
+
+// jsonUint is jsonScalar for a field that holds an unsigned integer.
+func jsonUint(p []byte, name string) (uint64, bool) {
+	v, ok := jsonScalar(p, name)
+	if !ok || len(v) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, d := range v {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(d-'0')
+	}
+	return n, true
 }
 
 // jsonScalar returns the value after the first occurrence of name (`"field":`) in p: a
@@ -250,17 +275,19 @@ func TestSampleOfReadsWhatDecodingReads(t *testing.T) {
 	for _, c := range []struct {
 		kind, topic string
 		payload     []byte
-		key         string
+		name        string
+		seq         uint64
 	}{
-		{loadHub, "sync/x", entry, "dev_band7 1234"},
-		{loadBare, "bench/pub3", bare, "bench/pub3 77"},
+		{loadHub, "sync/x", entry, "dev_band7", 1234},
+		{loadBare, "bench/pub3", bare, "bench/pub3", 77},
 		// What the scan cannot read goes through encoding/json.
-		{loadHub, "sync/x", []byte(`{"device":"dev\u005fb","seq":5,"ts":"` + at.Format(time.RFC3339Nano) + `","data":{}}`), "dev_b 5"},
-		{loadBare, "bench/pub3", []byte(`{"ts":"` + at.Format(time.RFC3339Nano) + `", "seq" : 8}`), "bench/pub3 8"},
+		{loadHub, "sync/x", []byte(`{"device":"dev\u005fb","seq":5,"ts":"` + at.Format(time.RFC3339Nano) + `","data":{}}`), "dev_b", 5},
+		{loadBare, "bench/pub3", []byte(`{"ts":"` + at.Format(time.RFC3339Nano) + `", "seq" : 8}`), "bench/pub3", 8},
+		{loadBare, "bench/pub3", []byte(`{"seq":8.5,"ts":"` + at.Format(time.RFC3339Nano) + `"}`), "bench/pub3", 0},
 	} {
-		key, ts := sampleOf(c.kind, c.topic, c.payload)
-		if key != c.key || !ts.Equal(at) {
-			t.Errorf("%s %s: got %q %v, want %q %v", c.kind, c.payload, key, ts, c.key, at)
+		name, seq, ts := sampleOf(c.kind, c.topic, c.payload)
+		if name != c.name || seq != c.seq || !ts.Equal(at) {
+			t.Errorf("%s %s: got %q %d %v, want %q %d %v", c.kind, c.payload, name, seq, ts, c.name, c.seq, at)
 		}
 	}
 }

@@ -109,6 +109,10 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 		b.ReportMetric(hubRes.flushP50, "disk_flush_p50_ms")
 		b.ReportMetric(hubRes.flushP99, "disk_flush_p99_ms")
 	}
+	if f := hubRes.walFlushes; f.n > 0 {
+		b.ReportMetric(float64(f.over10ms), "hub_flushes_over_10ms")
+		b.ReportMetric(float64(f.over25ms), "hub_flushes_over_25ms")
+	}
 	if hubRes.rowsPerCommit > 0 {
 		b.ReportMetric(hubRes.rowsPerCommit, "hub_rows/commit")
 		b.ReportMetric(hubRes.commitMS, "hub_commit_ms")
@@ -130,6 +134,7 @@ const benchWindow = 16
 
 type loadResult struct {
 	acked, received, lost int
+	strays                int // messages that named no sample of the load
 	rate, p50, p99        float64
 	ackRate               float64 // publishes acknowledged per second (ingest, before delivery)
 	ackP50, ackP99        float64 // publish → PUBACK, ms
@@ -144,6 +149,12 @@ type loadResult struct {
 	flushP50, flushP99 float64 // the disk's own flush just before the run (hub only), ms
 	rowsPerCommit      float64 // acknowledged samples per sync log transaction (hub only)
 	commitMS           float64 // mean time of one such transaction with its flush, ms (hub only)
+	// walFlushes are the hub's flushes of its WAL during the run: every PUBACK waits for
+	// one, so a flush that stalls holds back every acknowledgement of that time. On our
+	// virtual disk about one flush in a thousand takes 20-60 ms (a probe of 64 KiB writes,
+	// 2026-12-04), and one stall of 50 ms at 20,000/s delays 1,000 acknowledgements, as
+	// many as a five-second run's slowest 1 % (hub only, store.synchronous=FULL).
+	walFlushes storeOp
 	// allocPerMsg is what this process allocated per acknowledged message (bytes) and gcs
 	// how many garbage collections it ran meanwhile: the broker alone with
 	// BENCH_LOAD=process, the broker and the load clients otherwise.
@@ -157,6 +168,9 @@ type loadResult struct {
 
 func (r loadResult) String() string {
 	s := fmt.Sprintf("%d acked (%.0f acked/s, PUBACK p50 %.2f ms, p99 %.2f ms), %d delivered, %d lost, %.0f delivered/s, p50 %.2f ms, p99 %.2f ms, %.2f cores (a ready goroutine waited p50 %.3f ms, p90 %.3f ms)", r.acked, r.ackRate, r.ackP50, r.ackP99, r.received, r.lost, r.rate, r.p50, r.p99, r.cores, r.schedP50, r.schedP90)
+	if r.strays > 0 {
+		s += fmt.Sprintf(", %d messages that named no sample", r.strays)
+	}
 	if r.clientCores > 0 {
 		s += fmt.Sprintf(", the load clients %.2f cores", r.clientCores)
 	}
@@ -167,43 +181,75 @@ func (r loadResult) String() string {
 	if r.rowsPerCommit > 0 {
 		s += fmt.Sprintf(", %.1f samples per commit (%.2f ms each with its flush)", r.rowsPerCommit, r.commitMS)
 	}
+	if f := r.walFlushes; f.n > 0 {
+		s += fmt.Sprintf(", %d WAL flushes (%.2f ms on average, %d over 10 ms, %d over 25 ms)", f.n, f.seconds*1000/float64(f.n), f.over10ms, f.over25ms)
+	}
 	if r.flushP99 > 0 {
 		s += fmt.Sprintf("; the disk's flush before it: p50 %.2f ms, p99 %.2f ms", r.flushP50, r.flushP99)
 	}
 	return s
 }
 
-// collector is the subscriber's side: unique samples and their latencies.
+// collector is the subscribers' side: which samples arrived, and their latencies.
+//
+// Its memory is allocated before the run and is the same for both brokers: a flag and a
+// latency per sample the load will send. The load clients share the garbage collector with
+// the broker under test, and deliveries pause while a collection marks (hub and bare alike:
+// arrival times logged against GODEBUG=gctrace=1 showed a gap of 5-25 ms at nearly every
+// collection). Keyed by strings in a map, the collector was about half the live heap in
+// the hub's half (11 of 24 MB 2.5 s into a run at 20,000/s, as the hub names a sample by
+// its band's long device ID) against a quarter in bare mochi's (3 of 13 MB), so the
+// benchmark's own bookkeeping lengthened the hub's pauses more than bare mochi's.
 type collector struct {
-	mu   sync.Mutex
-	seen map[string]bool
-	lat  []float64
-	last atomic.Int64
+	index map[string]int // a publisher's name (sampleOf) → its number
+	per   int            // samples per publisher, seq 1..per
+	mu    sync.Mutex
+	seen  []bool // publisher*per + seq-1
+	lat   []float64
+	// strays counts messages that name no sample of the load; they are not counted as
+	// received.
+	strays int
+	last   atomic.Int64
 }
 
-func newCollector() *collector { return &collector{seen: map[string]bool{}} }
+// newCollector expects perPublisher samples (seq 1..perPublisher) from each of the
+// publishers named in names.
+func newCollector(names []string, perPublisher int) *collector {
+	c := &collector{index: make(map[string]int, len(names)), per: perPublisher,
+		seen: make([]bool, len(names)*perPublisher), lat: make([]float64, 0, len(names)*perPublisher)}
+	for i, n := range names {
+		c.index[n] = i
+	}
+	return c
+}
 
-func (c *collector) add(key string, ts time.Time) {
+func (c *collector) add(name string, seq uint64, ts time.Time) {
 	now := time.Now()
+	i, ok := c.index[name]
 	c.mu.Lock()
-	if !c.seen[key] {
-		c.seen[key] = true
+	switch {
+	case !ok || seq < 1 || seq > uint64(c.per):
+		c.strays++
+	case !c.seen[i*c.per+int(seq)-1]:
+		c.seen[i*c.per+int(seq)-1] = true
 		c.lat = append(c.lat, float64(now.Sub(ts).Microseconds())/1000)
 	}
 	c.mu.Unlock()
 	c.last.Store(now.UnixNano())
 }
 
+// count is how many distinct samples arrived.
 func (c *collector) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.seen)
+	return len(c.lat)
 }
 
 // clientRun is what the load clients saw of one run: it crosses from the load-client
 // process to the benchmark as JSON.
 type clientRun struct {
 	Acked, Received int
+	Strays          int     // messages the subscribers got that named no sample of the load
 	AckRate, Rate   float64 // acknowledged and delivered per second
 	P50, P99        float64 // publish → arrival at the subscriber, ms
 	AckP50, AckP99  float64 // publish → PUBACK, ms
@@ -235,7 +281,7 @@ func measured(run func() clientRun) loadResult {
 	if host1, err := hoststat.ReadCPUTimes(); err == nil && hostErr == nil {
 		steal = hoststat.StealPercent(host0, host1)
 	}
-	r := loadResult{acked: cr.Acked, received: cr.Received, lost: cr.Acked - cr.Received, rate: cr.Rate, p50: cr.P50, p99: cr.P99,
+	r := loadResult{acked: cr.Acked, received: cr.Received, lost: cr.Acked - cr.Received, strays: cr.Strays, rate: cr.Rate, p50: cr.P50, p99: cr.P99,
 		ackRate: cr.AckRate, ackP50: cr.AckP50, ackP99: cr.AckP99, steal: steal,
 		schedP50: float64(schedP50.Microseconds()) / 1000, schedP90: float64(schedP90.Microseconds()) / 1000}
 	if cr.Acked > 0 {
@@ -251,7 +297,8 @@ func measured(run func() clientRun) loadResult {
 
 // driveClients publishes perPublisher samples from each publisher, together at rate
 // samples per second (0: as fast as the window allows), and waits (bounded) for the
-// subscriber to go quiet.
+// subscriber to go quiet. With no collector (c nil: nobody subscribes) it returns once
+// every publish is answered.
 func driveClients(tb testing.TB, pubs []benchClient, topic func(i int) string, perPublisher int, rate float64, c *collector) clientRun {
 	tb.Helper()
 	var acked atomic.Int64
@@ -300,6 +347,14 @@ func driveClients(tb testing.TB, pubs []benchClient, topic func(i int) string, p
 	wg.Wait()
 	ackElapsed := time.Since(start)
 	want := int(acked.Load())
+	r := clientRun{Acked: want, AckRate: float64(want) / ackElapsed.Seconds(), Busy: ackElapsed.Seconds()}
+	if len(ackLat) > 0 {
+		sort.Float64s(ackLat)
+		r.AckP50, r.AckP99 = ackLat[len(ackLat)/2], ackLat[len(ackLat)*99/100]
+	}
+	if c == nil {
+		return r
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for c.count() < want && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -309,14 +364,10 @@ func driveClients(tb testing.TB, pubs []benchClient, topic func(i int) string, p
 	defer c.mu.Unlock()
 	sort.Float64s(c.lat)
 	// Over the busy part of the run: until the last ack or arrival, not the wait for losses.
-	r := clientRun{Acked: want, Received: len(c.seen), AckRate: float64(want) / ackElapsed.Seconds(), Busy: max(ackElapsed, elapsed).Seconds()}
-	if len(ackLat) > 0 {
-		sort.Float64s(ackLat)
-		r.AckP50, r.AckP99 = ackLat[len(ackLat)/2], ackLat[len(ackLat)*99/100]
-	}
+	r.Received, r.Strays, r.Busy = len(c.lat), c.strays, max(ackElapsed, elapsed).Seconds()
 	if len(c.lat) > 0 {
 		r.P50, r.P99 = c.lat[len(c.lat)/2], c.lat[len(c.lat)*99/100]
-		r.Rate = float64(len(c.seen)) / elapsed.Seconds()
+		r.Rate = float64(len(c.lat)) / elapsed.Seconds()
 	}
 	return r
 }
@@ -464,51 +515,79 @@ func runHub(b *testing.B, perPublisher int, rate float64, subscribers int) loadR
 	if !strings.EqualFold(h.Config.Store.Synchronous, "NORMAL") {
 		flushP50, flushP99 = diskFlush(b, filepath.Dir(h.Config.Store.Path), 200)
 	}
-	commits0, seconds0 := syncCommits(b, h.URL())
+	// Each group commit is observed once as sync.append, with its flush; the flushes
+	// themselves (one for every commit waiting when it starts) as wal.flush.
+	const commits, flushes = "sync.append", "wal.flush"
+	before := storeOps(b, h.URL(), commits, flushes)
 	r := runLoad(b, spec)
 	r.flushP50, r.flushP99 = flushP50, flushP99
-	commits1, seconds1 := syncCommits(b, h.URL())
-	if n := commits1 - commits0; n > 0 {
-		r.rowsPerCommit = float64(r.acked) / float64(n)
-		r.commitMS = (seconds1 - seconds0) * 1000 / float64(n)
+	after := storeOps(b, h.URL(), commits, flushes)
+	if c := after[commits].minus(before[commits]); c.n > 0 {
+		r.rowsPerCommit = float64(r.acked) / float64(c.n)
+		r.commitMS = c.seconds * 1000 / float64(c.n)
 	}
+	r.walFlushes = after[flushes].minus(before[flushes])
 	return r
 }
 
-// syncCommits is how many transactions the hub's sync log has committed and the seconds they
-// took with their flushes, from its /metrics (devicehub_store_operation_seconds observes each
-// group commit once).
-func syncCommits(b *testing.B, base string) (n int, seconds float64) {
+// storeOp is what the hub's /metrics says of one store operation
+// (devicehub_store_operation_seconds{op=...}): how many ran, their seconds in all, and how
+// many took longer than 10 ms and than 25 ms. All are 0 before the operation first runs.
+type storeOp struct {
+	n, over10ms, over25ms int
+	seconds               float64
+}
+
+func (o storeOp) minus(p storeOp) storeOp {
+	return storeOp{n: o.n - p.n, over10ms: o.over10ms - p.over10ms, over25ms: o.over25ms - p.over25ms, seconds: o.seconds - p.seconds}
+}
+
+// storeOps reads ops from the hub's /metrics.
+func storeOps(b *testing.B, base string, ops ...string) map[string]storeOp {
 	b.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
-	const count = `devicehub_store_operation_seconds_count{op="sync.append"} `
-	const sum = `devicehub_store_operation_seconds_sum{op="sync.append"} `
+	const name = "devicehub_store_operation_seconds"
+	out := make(map[string]storeOp, len(ops))
+	within := map[string][2]int{} // op → how many took at most 10 ms, 25 ms
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		for _, series := range []string{count, sum} {
-			v, ok := strings.CutPrefix(sc.Text(), series)
-			if !ok {
-				continue
+		for _, op := range ops {
+			series := func(suffix, labels string) (float64, bool) {
+				v, ok := strings.CutPrefix(sc.Text(), name+suffix+`{op="`+op+`"`+labels+`} `)
+				if !ok {
+					return 0, false
+				}
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					b.Fatalf("%s: %v", sc.Text(), err)
+				}
+				return f, true
 			}
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				b.Fatalf("%s%q: %v", series, v, err)
+			o, w := out[op], within[op]
+			if f, ok := series("_count", ""); ok {
+				o.n = int(f)
+			} else if f, ok := series("_sum", ""); ok {
+				o.seconds = f
+			} else if f, ok := series("_bucket", `,le="0.01"`); ok {
+				w[0] = int(f)
+			} else if f, ok := series("_bucket", `,le="0.025"`); ok {
+				w[1] = int(f)
 			}
-			if series == count {
-				n = int(f)
-			} else {
-				seconds = f
-			}
+			out[op], within[op] = o, w
 		}
 	}
 	if err := sc.Err(); err != nil {
 		b.Fatal(err)
 	}
-	return n, seconds // 0, 0 before the first commit: the series appear with it
+	for op, o := range out {
+		o.over10ms, o.over25ms = o.n-within[op][0], o.n-within[op][1]
+		out[op] = o
+	}
+	return out
 }
 
 // diskFlush measures what a flush costs on the store's disk just before the hub's run: n
