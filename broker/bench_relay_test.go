@@ -113,6 +113,9 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 		b.ReportMetric(float64(f.over10ms), "hub_flushes_over_10ms")
 		b.ReportMetric(float64(f.over25ms), "hub_flushes_over_25ms")
 	}
+	if c := hubRes.writerHeld; c.n > 0 {
+		b.ReportMetric(c.seconds*1000/float64(c.n), "hub_ckpt_writer_ms")
+	}
 	if hubRes.rowsPerCommit > 0 {
 		b.ReportMetric(hubRes.rowsPerCommit, "hub_rows/commit")
 		b.ReportMetric(hubRes.commitMS, "hub_commit_ms")
@@ -155,6 +158,9 @@ type loadResult struct {
 	// 2026-12-04), and one stall of 50 ms at 20,000/s delays 1,000 acknowledgements, as
 	// many as a five-second run's slowest 1 % (hub only, store.synchronous=FULL).
 	walFlushes storeOp
+	// writerHeld are the checkpointer's second steps during the run, each of which holds
+	// the store's writer (hub only).
+	writerHeld storeOp
 	// allocPerMsg is what this process allocated per acknowledged message (bytes) and gcs
 	// how many garbage collections it ran meanwhile: the broker alone with
 	// BENCH_LOAD=process, the broker and the load clients otherwise.
@@ -183,6 +189,9 @@ func (r loadResult) String() string {
 	}
 	if f := r.walFlushes; f.n > 0 {
 		s += fmt.Sprintf(", %d WAL flushes (%.2f ms on average, %d over 10 ms, %d over 25 ms)", f.n, f.seconds*1000/float64(f.n), f.over10ms, f.over25ms)
+	}
+	if c := r.writerHeld; c.n > 0 {
+		s += fmt.Sprintf(", the checkpointer held the writer %d times (%.2f ms on average)", c.n, c.seconds*1000/float64(c.n))
 	}
 	if r.flushP99 > 0 {
 		s += fmt.Sprintf("; the disk's flush before it: p50 %.2f ms, p99 %.2f ms", r.flushP50, r.flushP99)
@@ -518,15 +527,19 @@ func runHub(b *testing.B, perPublisher int, rate float64, subscribers int) loadR
 	// Each group commit is observed once as sync.append, with its flush; the flushes
 	// themselves (one for every commit waiting when it starts) as wal.flush.
 	const commits, flushes = "sync.append", "wal.flush"
-	before := storeOps(b, h.URL(), commits, flushes)
+	// The checkpointer's second step takes the writer between two commits
+	// (store/sqlite/checkpoint.go): every sample that arrives meanwhile waits for it.
+	const writerHeld = "checkpoint.writer"
+	before := storeOps(b, h.URL(), commits, flushes, writerHeld)
 	r := runLoad(b, spec)
 	r.flushP50, r.flushP99 = flushP50, flushP99
-	after := storeOps(b, h.URL(), commits, flushes)
+	after := storeOps(b, h.URL(), commits, flushes, writerHeld)
 	if c := after[commits].minus(before[commits]); c.n > 0 {
 		r.rowsPerCommit = float64(r.acked) / float64(c.n)
 		r.commitMS = c.seconds * 1000 / float64(c.n)
 	}
 	r.walFlushes = after[flushes].minus(before[flushes])
+	r.writerHeld = after[writerHeld].minus(before[writerHeld])
 	return r
 }
 
