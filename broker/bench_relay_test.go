@@ -114,7 +114,7 @@ func compare(b *testing.B, perPublisher int, rate float64, subscribers int) {
 		b.ReportMetric(float64(f.over25ms), "hub_flushes_over_25ms")
 	}
 	if c := hubRes.writerHeld; c.n > 0 {
-		b.ReportMetric(c.seconds*1000/float64(c.n), "hub_ckpt_writer_ms")
+		b.ReportMetric(c.meanMS(), "hub_ckpt_writer_ms")
 	}
 	if hubRes.rowsPerCommit > 0 {
 		b.ReportMetric(hubRes.rowsPerCommit, "hub_rows/commit")
@@ -188,10 +188,10 @@ func (r loadResult) String() string {
 		s += fmt.Sprintf(", %.1f samples per commit (%.2f ms each with its flush)", r.rowsPerCommit, r.commitMS)
 	}
 	if f := r.walFlushes; f.n > 0 {
-		s += fmt.Sprintf(", %d WAL flushes (%.2f ms on average, %d over 10 ms, %d over 25 ms)", f.n, f.seconds*1000/float64(f.n), f.over10ms, f.over25ms)
+		s += fmt.Sprintf(", %d WAL flushes (%.2f ms on average, %d over 10 ms, %d over 25 ms)", f.n, f.meanMS(), f.over10ms, f.over25ms)
 	}
 	if c := r.writerHeld; c.n > 0 {
-		s += fmt.Sprintf(", the checkpointer held the writer %d times (%.2f ms on average)", c.n, c.seconds*1000/float64(c.n))
+		s += fmt.Sprintf(", the checkpointer held the writer %d times (%.2f ms on average)", c.n, c.meanMS())
 	}
 	if r.flushP99 > 0 {
 		s += fmt.Sprintf("; the disk's flush before it: p50 %.2f ms, p99 %.2f ms", r.flushP50, r.flushP99)
@@ -536,7 +536,7 @@ func runHub(b *testing.B, perPublisher int, rate float64, subscribers int) loadR
 	after := storeOps(b, h.URL(), commits, flushes, writerHeld)
 	if c := after[commits].minus(before[commits]); c.n > 0 {
 		r.rowsPerCommit = float64(r.acked) / float64(c.n)
-		r.commitMS = c.seconds * 1000 / float64(c.n)
+		r.commitMS = c.meanMS()
 	}
 	r.walFlushes = after[flushes].minus(before[flushes])
 	r.writerHeld = after[writerHeld].minus(before[writerHeld])
@@ -549,6 +549,14 @@ func runHub(b *testing.B, perPublisher int, rate float64, subscribers int) loadR
 type storeOp struct {
 	n, over10ms, over25ms int
 	seconds               float64
+}
+
+// meanMS is the mean time of one run of the operation, in ms (0 when none ran).
+func (o storeOp) meanMS() float64 {
+	if o.n == 0 {
+		return 0
+	}
+	return o.seconds * 1000 / float64(o.n)
 }
 
 func (o storeOp) minus(p storeOp) storeOp {
